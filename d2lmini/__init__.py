@@ -1,0 +1,95 @@
+"""d2lmini: the helpers of the course, a module per concept.
+
+Use it with a namespace: ``import d2lmini as d2l``. Nothing heavy happens at import time:
+matplotlib, ipywidgets, tqdm and the download of the book load only when first needed.
+"""
+
+from d2lmini.checks import (
+    assert_close,
+    check_dtype,
+    check_equal,
+    check_shape,
+    relative_error,
+)
+from d2lmini.config import (
+    FAST_ENV,
+    by_mode,
+    default_device,
+    is_fast_mode,
+)
+from d2lmini.data import (
+    DATA_ENV,
+    DATA_URL,
+    SHA1,
+    SeqDataLoader,
+    Vocab,
+    load_corpus_time_machine,
+    load_data_time_machine,
+    read_time_machine,
+    seq_data_iter_random,
+    seq_data_iter_sequential,
+    split_heldout,
+    time_machine_path,
+    tokenize,
+)
+from d2lmini.models import (
+    RNNModel,
+    RNNModelScratch,
+)
+from d2lmini.plotting import (
+    LivePlot,
+    heatmap,
+    plot,
+)
+from d2lmini.training import (
+    History,
+    evaluate_perplexity,
+    predict_greedy,
+    sgd,
+    train,
+    train_epoch,
+)
+from d2lmini.widgets import (
+    GenerationPanel,
+    TrainingConfig,
+    TrainingPanel,
+)
+
+__all__ = [
+    "check_shape",
+    "check_dtype",
+    "check_equal",
+    "assert_close",
+    "relative_error",
+    "FAST_ENV",
+    "is_fast_mode",
+    "by_mode",
+    "default_device",
+    "DATA_ENV",
+    "DATA_URL",
+    "SHA1",
+    "time_machine_path",
+    "read_time_machine",
+    "tokenize",
+    "Vocab",
+    "load_corpus_time_machine",
+    "split_heldout",
+    "seq_data_iter_random",
+    "seq_data_iter_sequential",
+    "SeqDataLoader",
+    "load_data_time_machine",
+    "RNNModelScratch",
+    "RNNModel",
+    "LivePlot",
+    "plot",
+    "heatmap",
+    "History",
+    "sgd",
+    "predict_greedy",
+    "evaluate_perplexity",
+    "train_epoch",
+    "train",
+    "TrainingConfig",
+    "TrainingPanel",
+    "GenerationPanel",
+]

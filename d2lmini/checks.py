@@ -1,0 +1,86 @@
+"""Self-explaining checks for exercises: each failure says what was expected, what came back,
+and the usual cause.
+
+Test cells use these instead of bare ``assert`` so a student reads, for example,
+``one_hot(X, 28): expected shape (35, 2, 28), got (2, 35, 28): did you transpose X?``
+"""
+
+import math
+from collections.abc import Mapping
+
+import torch
+
+__all__ = ["check_shape", "check_dtype", "check_equal", "assert_close", "relative_error"]
+
+
+def _explain(message, hint=None):
+    """Append the likely cause to a failure message."""
+    return f"{message}: {hint}" if hint else message
+
+
+def check_shape(tensor, expected, name, hints: Mapping | None = None):
+    """Check ``tensor.shape == expected``.
+
+    Args:
+        tensor: anything with a ``.shape``.
+        expected: the expected shape, e.g. ``(35, 2, 28)``.
+        name: what is being checked, as the student wrote it, e.g. ``"one_hot(X, 28)"``.
+        hints: maps a wrong shape to its usual cause,
+            e.g. ``{(2, 35, 28): "did you transpose X?"}``.
+    """
+    if not hasattr(tensor, "shape"):
+        raise AssertionError(
+            f"{name}: expected a tensor of shape {tuple(expected)}, got {type(tensor).__name__}"
+        )
+    got, expected = tuple(tensor.shape), tuple(expected)
+    if got != expected:
+        hint = (hints or {}).get(got)
+        raise AssertionError(_explain(f"{name}: expected shape {expected}, got {got}", hint))
+
+
+def check_dtype(tensor, expected, name, hint=None):
+    """Check ``tensor.dtype == expected`` (e.g. ``torch.float32``)."""
+    got = getattr(tensor, "dtype", type(tensor).__name__)
+    if got != expected:
+        raise AssertionError(_explain(f"{name}: expected dtype {expected}, got {got}", hint))
+
+
+def check_equal(actual, expected, name, hint=None):
+    """Check ``actual == expected`` for plain values (strings, ints, lists, tuples)."""
+    if actual != expected:
+        raise AssertionError(_explain(f"{name}: expected {expected!r}, got {actual!r}", hint))
+
+
+def relative_error(actual, expected) -> float:
+    """max |a - e| / max(|a| + |e|, tiny): the CS231n-style relative error of two tensors."""
+    a, e = _as_tensor(actual), _as_tensor(expected)
+    return ((a - e).abs() / (a.abs() + e.abs()).clamp_min(1e-12)).max().item()
+
+
+def _as_tensor(x):
+    return torch.as_tensor(x.detach() if torch.is_tensor(x) else x, dtype=torch.float64)
+
+
+def assert_close(actual, expected, name, rtol=1e-5, atol=1e-6, hint=None):
+    """Check that two numbers or tensors agree within ``atol + rtol * |expected|``.
+
+    The message names the worst element: where it is, what was expected and what came back.
+    """
+    if isinstance(actual, float | int) and isinstance(expected, float | int):
+        if not math.isclose(actual, expected, rel_tol=rtol, abs_tol=atol):
+            message = f"{name}: expected {expected:.6g}, got {actual:.6g}"
+            raise AssertionError(_explain(message, hint))
+        return
+    a, e = _as_tensor(actual), _as_tensor(expected)
+    if a.shape != e.shape:
+        raise AssertionError(
+            _explain(f"{name}: expected shape {tuple(e.shape)}, got {tuple(a.shape)}", hint)
+        )
+    excess = (a - e).abs() - (atol + rtol * e.abs())
+    if a.numel() and (excess.max() > 0 or torch.isnan(a).any()):
+        flat = int(torch.nan_to_num(excess, nan=math.inf).argmax())
+        where = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), e.shape))
+        raise AssertionError(_explain(
+            f"{name}: expected {e.flatten()[flat].item():.6g} at index {where}, "
+            f"got {a.flatten()[flat].item():.6g} (max relative error "
+            f"{relative_error(a, e):.2e})", hint))

@@ -1,0 +1,117 @@
+"""Hyperparameter panels: sliders, a button and an output area. Building one trains nothing;
+only a click on its button runs the callback given to it.
+
+ipywidgets is imported inside the constructors so that ``import d2lmini`` stays fast.
+"""
+
+import dataclasses
+from dataclasses import dataclass
+
+__all__ = ["TrainingConfig", "TrainingPanel", "GenerationPanel"]
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The hyperparameters a training panel sets."""
+
+    lr: float = 1.0
+    theta: float = 1.0
+    num_steps: int = 35
+    num_hiddens: int = 256
+    num_epochs: int = 20
+    use_random_iter: bool = False
+    model: str = "rnn"
+
+
+class TrainingPanel:
+    """Sliders for the learning rate (log scale), clipping θ, num_steps, hidden size and
+    epochs, an iteration-mode toggle, an optional model choice, a Train button and an output.
+
+    Args:
+        on_train: called with a ``TrainingConfig`` when Train is clicked; it should build a
+            fresh data loader and a freshly initialised model from that config, so that
+            experiments never share state, and train (its plots appear in the output area).
+        defaults: the starting values.
+        models: model names to choose from (e.g. ``("rnn", "lstm")``); no choice when None.
+    """
+
+    def __init__(self, on_train, defaults=TrainingConfig(), models=None):
+        import ipywidgets as w
+
+        self.on_train, self.runs = on_train, 0
+        style, layout = {"description_width": "110px"}, w.Layout(width="420px")
+        self.controls = {
+            "lr": w.FloatLogSlider(value=defaults.lr, base=10, min=-3, max=1.5, step=0.1,
+                                   description="learning rate", style=style, layout=layout),
+            "theta": w.FloatLogSlider(value=defaults.theta, base=10, min=-2, max=3, step=0.25,
+                                      description="clipping θ", style=style, layout=layout),
+            "num_steps": w.IntSlider(value=defaults.num_steps, min=5, max=100, step=5,
+                                     description="num_steps", style=style, layout=layout),
+            "num_hiddens": w.IntSlider(value=defaults.num_hiddens, min=16, max=512, step=16,
+                                       description="hidden size", style=style, layout=layout),
+            "num_epochs": w.IntSlider(value=defaults.num_epochs, min=1, max=200,
+                                      description="epochs", style=style, layout=layout),
+            "use_random_iter": w.ToggleButtons(
+                options=[("sequential", False), ("random", True)],
+                value=defaults.use_random_iter, description="iteration", style=style),
+        }
+        if models:
+            self.controls["model"] = w.ToggleButtons(
+                options=list(models), value=defaults.model if defaults.model in models
+                else models[0], description="model", style=style)
+        self.button = w.Button(description="Train", button_style="primary", icon="play")
+        self.button.on_click(lambda _: self.train())
+        self.output = w.Output()
+        self.widget = w.VBox([*self.controls.values(), self.button, self.output])
+        self.defaults = defaults
+
+    def config(self) -> TrainingConfig:
+        """The hyperparameters the controls show now."""
+        values = {name: control.value for name, control in self.controls.items()}
+        return dataclasses.replace(self.defaults, **values)
+
+    def train(self):
+        """What the Train button does: clear the output area and run ``on_train`` in it."""
+        from IPython.display import clear_output
+
+        self.runs += 1
+        with self.output:
+            clear_output(wait=True)
+            print(f"Run {self.runs}: {self.config()}")
+            return self.on_train(self.config())
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+class GenerationPanel:
+    """A prefix box, a temperature slider, a length slider and a Generate button.
+
+    Args:
+        generate: ``(prefix, num_preds, temperature) -> str``, called on each click.
+    """
+
+    def __init__(self, generate, prefix="time traveller", temperature=1.0, num_preds=100):
+        import ipywidgets as w
+
+        self.generate = generate
+        self.prefix = w.Text(value=prefix, description="prefix")
+        self.temperature = w.FloatLogSlider(value=temperature, base=10, min=-2, max=1,
+                                            step=0.05, description="temperature")
+        self.num_preds = w.IntSlider(value=num_preds, min=1, max=500, description="length")
+        self.button = w.Button(description="Generate", button_style="primary")
+        self.button.on_click(lambda _: self.run())
+        self.output = w.Output()
+        self.widget = w.VBox([self.prefix, self.temperature, self.num_preds, self.button,
+                              self.output])
+
+    def run(self):
+        """What the Generate button does: show a fresh sample in the output area."""
+        text = self.generate(self.prefix.value, self.num_preds.value, self.temperature.value)
+        self.output.clear_output(wait=True)
+        with self.output:
+            print(text)
+        return text
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
