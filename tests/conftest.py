@@ -1,0 +1,34 @@
+"""Shared fixtures. Tests that need the book call the ``book`` fixture.
+
+The book comes from ``$D2LMINI_DATA`` (CI points it at ../shared/data) or the download cache.
+Under ``CI=true`` a missing book fails loudly; elsewhere those tests skip and say why.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _book_problem():
+    """None when the book can be read, else a sentence saying what is wrong."""
+    import d2lmini as d2l
+
+    try:
+        d2l.read_time_machine()
+    except (OSError, ValueError) as err:
+        return f"The Time Machine is not available ({err})"
+    return None
+
+
+@pytest.fixture(scope="session")
+def book():
+    """Skip (or, under CI, fail) tests that need The Time Machine when it cannot be read."""
+    problem = _book_problem()
+    if problem and os.environ.get("CI") == "true":
+        pytest.fail(f"{problem}. CI must set D2LMINI_DATA to the folder holding timemachine.txt.")
+    if problem:
+        pytest.skip(f"{problem}. Set D2LMINI_DATA to a folder holding timemachine.txt.")
+    return ROOT
