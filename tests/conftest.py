@@ -8,8 +8,14 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+# Unit tests use tiny tensors and pytest-xdist runs workers side by side: extra intra-op
+# threads would only fight over the cores (10x slower on a busy 2-core machine).
+torch.set_num_threads(1)
 
 
 def _book_problem():
