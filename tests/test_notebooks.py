@@ -36,6 +36,7 @@ def failure_text(cell):
 def execute(path, workdir, monkeypatch, allow_errors):
     """Run a notebook top to bottom in fast mode and return it with its outputs."""
     monkeypatch.setenv("D2LMINI_FAST", "1")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # notebooks run side by side under xdist
     notebook = nbformat.read(path, as_version=4)
     client = NotebookClient(notebook, timeout=600, kernel_name="python3",
                             allow_errors=allow_errors,
