@@ -82,7 +82,12 @@ def evaluate_perplexity(net, tokens, batch_size, num_steps, device=None):
         y = Y.T.reshape(-1).to(device)  # time-major, like y_hat's rows
         total += F.cross_entropy(y_hat, y, reduction="sum")
         count += y.numel()
-    return math.exp(total.item() / count)
+    return _exp_or_inf(total.item() / count)
+
+
+def _exp_or_inf(mean_loss):
+    """exp(mean_loss), or inf where it overflows (a diverged run: the mean loss passed ~709)."""
+    return math.exp(mean_loss) if mean_loss < 709 else math.inf
 
 
 def _fresh_or_detached(state, net, data_iter, batch_size, device):
@@ -118,7 +123,7 @@ def train_epoch(net, data_iter, update, clip, theta, device):
         update()
         total += loss.detach() * y.numel()                 # stays on the device: no sync
         count += y.numel()
-    ppl = math.exp(total.item() / count)                   # the one sync of the epoch
+    ppl = _exp_or_inf(total.item() / count)                # the one sync of the epoch
     return ppl, count / (time.perf_counter() - start), torch.stack(norms).tolist()
 
 
