@@ -1,10 +1,12 @@
 """Command line: ``python -m autograder {release,grade,check}``."""
 
 import argparse
+import os
 from pathlib import Path
 
-from autograder import release
 from autograder.config import tools_on_path
+
+GiB = 1024 ** 3
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -16,13 +18,39 @@ def build_parser() -> argparse.ArgumentParser:
     rel = commands.add_parser("release", help="generate course/ from solutions/")
     rel.add_argument("--check", action="store_true",
                      help="change nothing; exit 1 listing stale, missing or extra course/ files")
+    grade = commands.add_parser("grade", help="grade a folder or .zip of submissions")
+    grade.add_argument("submissions", type=Path,
+                       help="<student_id>/<lesson>.ipynb files, or nbgrader's submitted/ layout")
+    grade.add_argument("--out", type=Path, required=True, help="folder for every output")
+    _grading_options(grade)
+    grade.add_argument("--db", dest="db_url", help="gradebook SQLAlchemy URL "
+                       "(default: sqlite:///OUT/gradebook.db)")
+    check = commands.add_parser("check", help="grade solutions/ (full marks expected) and "
+                                "course/ (zero expected)")
+    check.add_argument("--out", type=Path, help="keep the grading outputs here")
+    _grading_options(check)
     return parser
+
+
+def _grading_options(parser) -> None:
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                        help="submissions graded at once (default: the number of cores)")
+    parser.add_argument("--timeout", type=int, default=None,
+                        help="seconds a cell may run (default: from nbgrader_config.py)")
+    parser.add_argument("--memory", type=float, default=4.0,
+                        help="GiB of memory per kernel (default: 4)")
 
 
 def main(argv=None) -> int:
     """Run one command; return its exit status."""
     args = build_parser().parse_args(argv)
     tools_on_path()
+    root = args.root.resolve()
     if args.command == "release":
-        return release.main(args.root.resolve(), args.check)
-    raise AssertionError(args.command)
+        from autograder import release
+
+        return release.main(root, args.check)
+    from autograder import check, grade
+
+    opts = grade.options_from(args, root)
+    return grade.main(opts) if args.command == "grade" else check.main(opts)

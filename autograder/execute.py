@@ -1,0 +1,150 @@
+"""nbgrader preprocessors the autograder adds: a kernel-death-tolerant Execute, an output size
+cap, and hidden-test removal for feedback (source and any echo of it in outputs)."""
+
+import re
+
+from nbformat.notebooknode import NotebookNode
+from nbgrader import utils
+from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
+from traitlets import Integer
+
+from autograder.sandbox import SandboxKernelManager
+
+TIMEOUT = "CellTimeoutError"  # nbgrader's ename for a cell that ran out of time
+DIED = "KernelDied"
+NOT_RUN = "NotRun"
+EXITED = "SystemExit"
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class KernelStopped(Exception):
+    """The kernel died, exited, or never started: the rest of the notebook cannot run."""
+
+
+def error_output(ename: str, evalue: str) -> NotebookNode:
+    """An error output nbgrader scores as a failure (an error in a test cell is zero)."""
+    return NotebookNode(output_type="error", ename=ename, evalue=evalue,
+                        traceback=[f"{ename}: {evalue}"])
+
+
+class SandboxExecute(Execute):
+    """nbgrader's Execute, in the sandbox kernel, keeping what ran when the kernel dies.
+
+    nbgrader drops a notebook whose kernel dies; here the cells run so far keep their
+    outputs (and scores), the cell that killed the kernel says so, and every later graded
+    cell gets a ``NotRun`` error so it scores zero rather than counting as silent success.
+    A ``SystemExit`` (``sys.exit()``, ``exit()``) is treated like a dying kernel.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
+        super().__init__(*args, **kwargs)
+
+    def preprocess(self, nb, resources=None, km=None):
+        self._running = None
+        try:
+            return super().preprocess(nb, resources, km)
+        except Exception as err:  # the kernel, not the grader, failed: record it, go on
+            _mark_stopped(nb, self._running, err)
+            return nb, resources
+
+    def preprocess_cell(self, cell, resources, index):
+        self._running = index
+        cell, resources = super().preprocess_cell(cell, resources, index)
+        if any(out.get("ename") == EXITED for out in cell.get("outputs", [])):
+            raise KernelStopped("the notebook called sys.exit() (SystemExit)")
+        return cell, resources
+
+
+def _mark_stopped(nb, index, err) -> None:
+    """Say where the kernel stopped and fail every graded cell after it."""
+    if index is None:
+        reason, start = f"the kernel did not start ({type(err).__name__}: {err})", 0
+    else:
+        reason, start = _reason(err, index), index
+        cell = nb.cells[index]
+        if not isinstance(err, KernelStopped):
+            cell.setdefault("outputs", []).append(error_output(DIED, reason))
+        start = index + 1
+    for cell in nb.cells[start:]:
+        if cell.cell_type == "code" and utils.is_grade(cell):
+            cell.outputs = [error_output(NOT_RUN, f"not run: {reason}")]
+
+
+def _reason(err, index) -> str:
+    if isinstance(err, KernelStopped):
+        return f"{err} in cell {index + 1}"
+    return f"the kernel died in cell {index + 1} ({type(err).__name__})"
+
+
+class TruncateOutput(NbGraderPreprocessor):
+    """Cut every text output to ``max_chars`` (nbgrader's LimitOutput counts lines only, so a
+    single 10 MB line would pass through)."""
+
+    max_chars = Integer(20_000, help="characters kept per output text").tag(config=True)
+
+    def preprocess_cell(self, cell, resources, index):
+        for output in cell.get("outputs", []):
+            if "text" in output:
+                output.text = self._cut(output.text)
+            for mime, value in output.get("data", {}).items():
+                if isinstance(value, str) and not mime.startswith("image/"):
+                    output.data[mime] = self._cut(value)
+                elif isinstance(value, str) and len(value) > 50 * self.max_chars:
+                    output.data[mime] = ""  # an image of megabytes: drop it
+        return cell, resources
+
+    def _cut(self, text: str) -> str:
+        if len(text) <= self.max_chars:
+            return text
+        return text[:self.max_chars] + f"\n... output truncated ({len(text):,} characters) ...\n"
+
+
+class HideHiddenTests(ClearHiddenTests):
+    """For feedback: remove hidden tests from the source, and redact any line of them that
+    shows up in an output (a traceback's code context, or a student printing ``In``)."""
+
+    def preprocess(self, nb, resources):
+        self._hidden = sorted(hidden_lines(nb, self.begin_test_delimeter,
+                                           self.end_test_delimeter), key=len, reverse=True)
+        return super().preprocess(nb, resources)
+
+    def preprocess_cell(self, cell, resources, index):
+        cell, resources = super().preprocess_cell(cell, resources, index)
+        for output in cell.get("outputs", []):
+            redact_output(output, self._hidden)
+        return cell, resources
+
+
+def hidden_lines(nb, begin="BEGIN HIDDEN TESTS", end="END HIDDEN TESTS") -> set[str]:
+    """The non-trivial lines (8+ characters, stripped) between hidden-test markers."""
+    found, inside = set(), False
+    for cell in nb.cells:
+        for line in cell.source.split("\n"):
+            if begin in line or end in line:
+                inside = begin in line
+            elif inside and len(line.strip()) >= 8:
+                found.add(line.strip())
+    return found
+
+
+def redact(text: str, hidden) -> str:
+    """Replace each hidden line (also as it appears inside a repr) by a placeholder."""
+    text = ANSI.sub("", text)
+    for line in hidden:
+        for form in {line, repr(line)[1:-1], line.replace('"', '\\"')}:
+            text = text.replace(form, "[hidden test]")
+    return text
+
+
+def redact_output(output, hidden) -> None:
+    """Redact hidden-test text in every string of one output, in place."""
+    if "text" in output:
+        output.text = redact(output.text, hidden)
+    if "traceback" in output:
+        output.traceback = [redact(entry, hidden) for entry in output.traceback]
+    if "evalue" in output:
+        output.evalue = redact(output.evalue, hidden)
+    for mime, value in output.get("data", {}).items():
+        if isinstance(value, str) and not mime.startswith("image/"):
+            output.data[mime] = redact(value, hidden)

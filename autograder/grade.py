@@ -1,0 +1,318 @@
+"""``python -m autograder grade SUBMISSIONS --out OUT``: grade a class.
+
+The parent process finds the submissions, prepares one private nbgrader course per
+submission (a job), runs the jobs in worker processes (``--jobs`` at a time, each kernel in
+its own sandbox), then merges every result into the gradebook and writes the outputs.
+A job whose ``result.json`` matches the submission's fingerprint is not graded again, so a
+re-run is idempotent and an interrupted run resumes where it stopped.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import nbformat
+from nbgrader.api import Gradebook
+
+from autograder import report, sandbox
+from autograder.config import CONFIG_FILE, SOLUTIONS, lessons
+from autograder.gradebook import max_points, merge_result, sync_lessons
+from autograder.notes import graded_order, strip_invalid_metadata, submission_notes
+from autograder.release import generate_assignments
+from autograder.submissions import Submission, collect, extract_zip
+
+VERSION = "1"  # bump when grading changes so old results are not reused
+
+
+@dataclass
+class Options:
+    """What the grade command was asked to do."""
+
+    submissions: Path
+    out: Path
+    root: Path
+    jobs: int = os.cpu_count() or 1
+    timeout: int = 120
+    db_url: str | None = None
+    limits: sandbox.Limits = field(default_factory=sandbox.Limits)
+
+    @property
+    def work(self) -> Path:
+        return self.out / ".work"
+
+    @property
+    def deadline(self) -> int:
+        """Wall-clock seconds one submission may take in all (kernel start, every cell)."""
+        return max(600, 10 * self.timeout)
+
+
+def digest(*parts) -> str:
+    """A SHA-256 over bytes and JSON-able values."""
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part if isinstance(part, bytes) else json.dumps(part, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def unpack(opts: Options) -> tuple[Path, list[dict]]:
+    """The folder holding the submissions (a .zip is extracted under OUT/.work)."""
+    if opts.submissions.is_dir():
+        return opts.submissions, []
+    if opts.submissions.suffix.lower() != ".zip" or not opts.submissions.is_file():
+        raise SystemExit(f"{opts.submissions}: expected a folder or a .zip file")
+    dest = opts.work / "input"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    skipped = extract_zip(opts.submissions, dest)
+    return dest, [{"file": line.split(":")[0], "reason": line.split(": ", 1)[1]}
+                  for line in skipped]
+
+
+def prepare_template(opts: Options) -> Path:
+    """A course folder with every lesson generated (source, release, gradebook), cached."""
+    solutions = opts.root / SOLUTIONS
+    template = opts.work / "template"
+    stamp = digest(VERSION, CONFIG_FILE.read_bytes(),
+                   *[p.read_bytes() for p in sorted(solutions.glob("*.ipynb"))])
+    if (template / "fingerprint").is_file() and (template / "fingerprint").read_text() == stamp:
+        return template
+    shutil.rmtree(template, ignore_errors=True)
+    template.mkdir(parents=True)
+    generate_assignments(solutions, template)
+    (template / "fingerprint").write_text(stamp)
+    return template
+
+
+def read_submission(path: Path):
+    """(notebook, None) or (None, why it cannot be read)."""
+    try:
+        nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+        nbformat.validate(nb)
+    except Exception as err:  # JSON, encoding and schema errors all mean "unreadable"
+        return None, f"not a readable notebook ({type(err).__name__}: {str(err)[:200]})"
+    return nb, None
+
+
+class Grader:
+    """One grading run: plan the jobs, run them in parallel, collect the results."""
+
+    def __init__(self, opts: Options, template: Path):
+        self.opts, self.template = opts, template
+        self.sandboxed = sandbox.bwrap_problem() is None
+        self.book = Path(_book_folder())
+        self.running: set[subprocess.Popen] = set()
+        self.lock = threading.Lock()
+        self.reused = 0
+
+    def job_dir(self, sub: Submission) -> Path:
+        return self.opts.work / "jobs" / sub.student / sub.lesson
+
+    def fingerprint(self, sub: Submission) -> str:
+        limits = asdict(self.opts.limits) | {"uid": None}
+        source = (self.template / "source" / sub.lesson / f"{sub.lesson}.ipynb").read_bytes()
+        return digest(VERSION, sub.path.read_bytes(), source, self.opts.timeout, limits,
+                      self.sandboxed, CONFIG_FILE.read_bytes())
+
+    def plan(self, sub: Submission) -> dict | Path:
+        """A finished result (reused, or unreadable), or the folder of a job to run."""
+        job_dir, stamp = self.job_dir(sub), self.fingerprint(sub)
+        done = job_dir / "result.json"
+        if done.is_file():
+            result = json.loads(done.read_text())
+            if result.get("fingerprint") == stamp:
+                self.reused += 1
+                return result
+        shutil.rmtree(job_dir, ignore_errors=True)
+        job_dir.mkdir(parents=True)
+        nb, problem = read_submission(sub.path)
+        if nb is None:
+            return self.write_result(job_dir, self.empty_result(sub, "unreadable", problem,
+                                                                stamp))
+        self.make_course(sub, job_dir, nb, stamp)
+        return job_dir
+
+    def make_course(self, sub: Submission, job_dir: Path, nb, stamp: str) -> None:
+        """The job's private nbgrader course: source, gradebook copy, the submission."""
+        course, lesson = job_dir / "course", sub.lesson
+        (course / "source" / lesson).mkdir(parents=True)
+        shutil.copyfile(self.template / "source" / lesson / f"{lesson}.ipynb",
+                        course / "source" / lesson / f"{lesson}.ipynb")
+        shutil.copyfile(self.template / "gradebook.db", course / "gradebook.db")
+        release = nbformat.read(self.template / "release" / lesson / f"{lesson}.ipynb", 4)
+        notes = strip_invalid_metadata(nb) + submission_notes(nb, release)
+        submitted = course / "submitted" / sub.student / lesson
+        submitted.mkdir(parents=True)
+        nbformat.write(nb, submitted / f"{lesson}.ipynb")
+        (job_dir / "home").mkdir()
+        job = {"student": sub.student, "lesson": lesson, "course": str(course),
+               "home": str(job_dir / "home"), "book": str(self.book),
+               "timeout": self.opts.timeout, "limits": asdict(self.opts.limits),
+               "sandboxed": self.sandboxed, "notes": notes, "fingerprint": stamp}
+        (job_dir / "job.json").write_text(json.dumps(job, indent=1))
+
+    def empty_result(self, sub: Submission, status: str, reason: str, stamp: str) -> dict:
+        """A result with zero points on every graded cell."""
+        source = nbformat.read(self.template / "source" / sub.lesson / f"{sub.lesson}.ipynb", 4)
+        with Gradebook(f"sqlite:///{self.template / 'gradebook.db'}") as gb:
+            cells = max_points(gb, sub.lesson, graded_order(source))
+        for row in cells:
+            row["message"] = reason
+        return {"student": sub.student, "lesson": sub.lesson, "status": status,
+                "reason": reason, "notes": [], "cells": cells, "score": 0.0,
+                "max_score": sum(r["max_points"] for r in cells), "feedback": None,
+                "seconds": 0.0, "fingerprint": stamp}
+
+    @staticmethod
+    def write_result(job_dir: Path, result: dict) -> dict:
+        (job_dir / "result.json").write_text(json.dumps(result, indent=1))
+        return result
+
+    def run(self, sub: Submission, job_dir: Path, slots) -> dict:
+        """Grade one job in a worker process, in a free slot (its own kernel uid)."""
+        slot = slots.pop()
+        try:
+            job = json.loads((job_dir / "job.json").read_text())
+            job["limits"]["uid"] = sandbox.slot_uid(slot)
+            (job_dir / "job.json").write_text(json.dumps(job, indent=1))
+            return self.run_worker(sub, job_dir, job["fingerprint"])
+        finally:
+            slots.append(slot)
+
+    def run_worker(self, sub: Submission, job_dir: Path, stamp: str) -> dict:
+        command = [sys.executable, "-m", "autograder.worker", str(job_dir)]
+        log = open(job_dir / "worker.log", "wb")  # noqa: SIM115  (closed below)
+        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        with self.lock:
+            self.running.add(proc)
+        try:
+            proc.wait(timeout=self.opts.deadline)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            return self.write_result(job_dir, self.empty_result(
+                sub, "timeout", f"grading took longer than {self.opts.deadline} s", stamp))
+        finally:
+            log.close()
+            with self.lock:
+                self.running.discard(proc)
+        if (job_dir / "result.json").is_file():
+            return json.loads((job_dir / "result.json").read_text())
+        tail = (job_dir / "worker.log").read_text(errors="replace").strip().splitlines()[-3:]
+        return self.empty_result(sub, "error", "the grader failed: " + " | ".join(tail), stamp)
+
+    def stop(self) -> None:
+        """Kill every running worker (and with it, its kernel): an interrupted run."""
+        with self.lock:
+            for proc in self.running:
+                _kill(proc)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _book_folder() -> str:
+    """The folder holding timemachine.txt (bound read-only into every sandbox)."""
+    import d2lmini
+
+    return str(d2lmini.time_machine_path().parent)
+
+
+def run_all(grader: Grader, subs: list[Submission], jobs: int) -> list[dict]:
+    """Plan every submission and run the pending jobs, with a progress bar."""
+    from tqdm import tqdm
+
+    planned = [(sub, grader.plan(sub)) for sub in subs]
+    pending = [(sub, plan) for sub, plan in planned if isinstance(plan, Path)]
+    results = {(s.student, s.lesson): p for s, p in planned if isinstance(p, dict)}
+    slots = list(range(jobs))
+    bar = tqdm(total=len(pending), desc="grading", unit="submission", file=sys.stderr)
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {pool.submit(grader.run, sub, job, slots): sub for sub, job in pending}
+        try:
+            for future in as_completed(futures):
+                sub = futures[future]
+                results[(sub.student, sub.lesson)] = future.result()
+                bar.update()
+        except BaseException:
+            grader.stop()
+            raise
+    bar.close()
+    return [results[(s.student, s.lesson)] for s in subs]
+
+
+def grade(opts: Options) -> dict:
+    """Grade every submission; write grades.csv, results.json, feedback/, report.html."""
+    started = time.monotonic()
+    opts.out.mkdir(parents=True, exist_ok=True)
+    folder, unmatched_zip = unpack(opts)
+    names = lessons(opts.root / SOLUTIONS)
+    subs, unmatched = collect(folder, names)
+    template = prepare_template(opts)
+    grader = Grader(opts, template)
+    db_url = opts.db_url or f"sqlite:///{(opts.out / 'gradebook.db').resolve()}"
+    sync_lessons(f"sqlite:///{template / 'gradebook.db'}", db_url,
+                 sorted({s.lesson for s in subs}))
+    results = run_all(grader, subs, max(1, opts.jobs))
+    with Gradebook(db_url) as gb:
+        for result in results:
+            merge_result(gb, result)
+    context = {"unmatched": unmatched_zip + unmatched, "sandbox": sandbox_statement(grader),
+               "limits": asdict(opts.limits) | {"uid": None, "cell_timeout": opts.timeout},
+               "seconds": round(time.monotonic() - started, 1), "reused": grader.reused,
+               "jobs": opts.jobs, "gradebook": db_url}
+    report.write_all(opts.out, results, context)
+    return context | {"results": results}
+
+
+def sandbox_statement(grader: Grader) -> str:
+    problem = sandbox.bwrap_problem()
+    if problem is None:
+        return ("bubblewrap sandbox: no network, private file system view (no solutions, "
+                "gradebook, other students or home), resource limits")
+    return f"NO SANDBOX ({problem}): resource limits only; submissions could read files " \
+           "and use the network"
+
+
+def default_timeout() -> int:
+    """The per-cell timeout of nbgrader_config.py."""
+    from autograder.config import load_config
+
+    return int(load_config(Path("/nonexistent")).Execute.timeout)
+
+
+def options_from(args, root: Path) -> Options:
+    """Options from parsed command-line arguments (grade and check share them)."""
+    out = args.out.resolve() if args.out else None
+    limits = sandbox.Limits(memory=int(args.memory * sandbox.GiB))
+    return Options(submissions=getattr(args, "submissions", Path(".")).resolve(), out=out,
+                   root=root, jobs=max(1, args.jobs), timeout=args.timeout or default_timeout(),
+                   db_url=getattr(args, "db_url", None), limits=limits)
+
+
+def main(opts: Options) -> int:
+    """The grade command: grade, then print where the outputs are and a summary."""
+    summary = grade(opts)
+    statuses = {}
+    for r in summary["results"]:
+        statuses[r["status"]] = statuses.get(r["status"], 0) + 1
+    print(f"graded {len(summary['results'])} submissions "
+          f"({', '.join(f'{n} {s}' for s, n in sorted(statuses.items())) or 'none'}; "
+          f"{summary['reused']} reused) in {summary['seconds']} s; "
+          f"{len(summary['unmatched'])} files not graded")
+    print(f"sandbox: {summary['sandbox']}")
+    print(f"outputs: {opts.out}/grades.csv, results.json, feedback/, report.html")
+    return 0

@@ -1,0 +1,64 @@
+"""What is unusual about a submission before it runs: duplicated, deleted or edited cells,
+and grading metadata nbgrader would reject. Each note is a sentence for the report."""
+
+from collections import Counter
+
+from nbgrader import utils
+from nbgrader.nbgraderformat import MetadataValidator, ValidationError
+
+
+def grade_ids(nb) -> list[str]:
+    """The grade_id of every nbgrader cell, in order (duplicates included)."""
+    return [c.metadata.nbgrader["grade_id"] for c in nb.cells
+            if "grade_id" in c.metadata.get("nbgrader", {})]
+
+
+def graded_order(nb) -> dict[str, int]:
+    """grade_id -> position, to list graded cells in notebook order."""
+    return {gid: i for i, gid in enumerate(grade_ids(nb))}
+
+
+def strip_invalid_metadata(nb) -> list[str]:
+    """Remove nbgrader metadata nbgrader would reject (hand-edited JSON) so the rest grades;
+    a test cell losing it is restored from the source like a deleted one."""
+    notes, validator = [], MetadataValidator()
+    for index, cell in enumerate(nb.cells):
+        if "nbgrader" not in cell.metadata:
+            continue
+        try:
+            validator.validate_cell(cell)
+        except (ValidationError, KeyError, TypeError, ValueError) as err:
+            del cell.metadata["nbgrader"]
+            notes.append(f"cell {index + 1} had invalid grading metadata ({err}); "
+                         "it was graded as an ordinary cell")
+    return notes
+
+
+def submission_notes(nb, release) -> list[str]:
+    """Duplicated, deleted and edited cells of ``nb`` compared with the student version."""
+    expected = {c.metadata.nbgrader["grade_id"]: c for c in release.cells
+                if "grade_id" in c.metadata.get("nbgrader", {})}
+    counts = Counter(grade_ids(nb))
+    notes = [f"cell '{gid}' appears {n} times: the last copy was graded, the others ran as "
+             "ordinary cells" for gid, n in counts.items() if n > 1]
+    for gid, cell in expected.items():
+        if gid not in counts and utils.is_grade(cell):
+            notes.append(f"test cell '{gid}' was deleted: it was restored and graded")
+        elif gid not in counts:
+            notes.append(f"answer cell '{gid}' was deleted (or lost its metadata)")
+    edited = {c.metadata.nbgrader["grade_id"] for c in nb.cells
+              if _is_edited_test(c, expected)}
+    notes += [f"test cell '{gid}' was edited: it was restored from the source before grading"
+              for gid in sorted(edited)]
+    return notes
+
+
+def _is_edited_test(cell, expected) -> bool:
+    gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+    original = expected.get(gid)
+    if original is None or not utils.is_locked(original):
+        return False
+    try:
+        return utils.compute_checksum(cell) != original.metadata.nbgrader["checksum"]
+    except (KeyError, ValueError, TypeError):
+        return True

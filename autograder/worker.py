@@ -1,0 +1,184 @@
+"""Grade one submission in its own process: ``python -m autograder.worker JOB_DIR``.
+
+The job folder holds ``job.json`` (what to grade and how) and a private nbgrader course
+(``course/``: the lesson's source, a copy of the gradebook, the submission). nbgrader's
+Autograde runs the notebook in the sandbox kernel, GenerateFeedback writes the HTML, and
+``result.json`` (written last, atomically) is what the parent merges into the gradebook.
+"""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import nbformat
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbgrader.api import Gradebook
+from nbgrader.converters import Autograde, GenerateFeedback
+from nbgrader.coursedir import CourseDirectory
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    GetGrades,
+    IgnorePattern,
+    LimitOutput,
+    SaveAutoGrades,
+)
+
+from autograder import sandbox
+from autograder.config import load_config
+from autograder.execute import (
+    DIED,
+    EXITED,
+    NOT_RUN,
+    TIMEOUT,
+    HideHiddenTests,
+    SandboxExecute,
+    TruncateOutput,
+    hidden_lines,
+    redact,
+)
+from autograder.notes import graded_order
+
+
+def job_config(job: dict, runtime: Path):
+    """nbgrader_config.py plus this job: course folder, gradebook, kernel, timeout."""
+    course = Path(job["course"])
+    config = load_config(course, f"sqlite:///{course / 'gradebook.db'}")
+    config.CourseDirectory.assignment_id = job["lesson"]
+    config.CourseDirectory.student_id = job["student"]
+    config.Execute.kernel_name = sandbox.KERNEL_NAME
+    config.Execute.timeout = job["timeout"]
+    config.Execute.startup_timeout = 120
+    config.Autograde.autograde_preprocessors = [
+        SandboxExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, TruncateOutput,
+        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+    config.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
+    if job["sandboxed"]:
+        config.KernelManager.transport = "ipc"  # Unix sockets reach into the network namespace
+        config.KernelManager.ip = str(runtime / "k")
+        config.KernelManager.connection_file = str(runtime / "kernel.json")
+    return config
+
+
+def prepare_kernel(job: dict, runtime: Path) -> None:
+    """Write the sandbox kernel spec and hand the private folders to the kernel's uid."""
+    limits = sandbox.Limits(**job["limits"])
+    home, book = Path(job["home"]), Path(job["book"])
+    argv = sandbox.kernel_argv(limits, home, runtime, book, job["sandboxed"])
+    env = {} if job["sandboxed"] else sandbox.kernel_env(False, home, book)
+    sandbox.write_kernelspec(runtime, argv, env)
+    os.environ["JUPYTER_PATH"] = str(runtime)
+    if limits.uid is not None:
+        os.environ["AUTOGRADER_KERNEL_UID"] = str(limits.uid)
+        for path in (runtime, home):
+            os.chown(path, limits.uid, limits.uid)
+
+
+def run_nbgrader(converter_class, config) -> None:
+    """Run one nbgrader converter; raise with its log when it fails."""
+    coursedir = CourseDirectory(config=config)
+    converter = converter_class(coursedir=coursedir, config=config)
+    converter.force = True
+    converter.start()
+
+
+def cell_results(job: dict, nb, order: dict[str, int]) -> list[dict]:
+    """Per graded cell, in notebook order: grade_id, points, max_points, passed, message."""
+    course = Path(job["course"])
+    messages = {c.metadata.get("nbgrader", {}).get("grade_id"): failure_message(c)
+                for c in nb.cells if c.cell_type == "code"}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        notebook = gb.find_submission_notebook(job["lesson"], job["lesson"], job["student"])
+        rows = [_row(g.name, float(g.score), float(g.max_score), messages)
+                for g in notebook.grades]
+    return sorted(rows, key=lambda r: order.get(r["grade_id"], len(order)))
+
+
+def _row(grade_id: str, points: float, max_points: float, messages: dict) -> dict:
+    passed = points >= max_points
+    message = "" if passed else messages.get(grade_id) or "no points"
+    return {"grade_id": grade_id, "points": points, "max_points": max_points,
+            "passed": passed, "message": message}
+
+
+def failure_message(cell) -> str:
+    """What went wrong in a cell, as a student needs it: the error, or the stderr text."""
+    for output in cell.get("outputs", []):
+        if output.output_type == "error":
+            return f"{output.ename}: {output.evalue}".strip().rstrip(":")
+        if output.output_type == "stream" and output.name == "stderr":
+            return "the cell wrote to stderr (a test cell must not): " + output.text.strip()[:500]
+    return ""
+
+
+def status_of(nb) -> tuple[str, str]:
+    """graded, timeout or crashed, with the reason, from the errors the run left behind."""
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            ename = output.get("ename")
+            if ename in (DIED, NOT_RUN) or ename == EXITED:
+                reason = output.evalue if ename != EXITED else \
+                    f"the notebook called sys.exit() (SystemExit) in cell {index + 1}"
+                return "crashed", reason.removeprefix("not run: ")
+    for index, cell in enumerate(nb.cells):
+        if any(o.get("ename") == TIMEOUT for o in cell.get("outputs", [])):
+            return "timeout", f"cell {index + 1} ran longer than the time limit and was stopped"
+    return "graded", ""
+
+
+def grade_job(job_dir: Path) -> dict:
+    """Autograde, write feedback, and return the result of one job."""
+    job = json.loads((job_dir / "job.json").read_text())
+    course, student, lesson = Path(job["course"]), job["student"], job["lesson"]
+    started = time.monotonic()
+    runtime = Path(tempfile.mkdtemp(prefix="ag-", dir="/tmp"))  # short: Unix socket paths
+    try:
+        prepare_kernel(job, runtime)
+        config = job_config(job, runtime)
+        run_nbgrader(Autograde, config)
+        graded = course / "autograded" / student / lesson / f"{lesson}.ipynb"
+        nb = nbformat.read(graded, as_version=4)
+        run_nbgrader(GenerateFeedback, config)
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
+    status, reason = status_of(nb)
+    source = nbformat.read(course / "source" / lesson / f"{lesson}.ipynb", as_version=4)
+    cells = cell_results(job, nb, graded_order(source))
+    hidden = hidden_lines(source)
+    for row in cells:
+        row["message"] = redact(row["message"], hidden)
+    return {"student": student, "lesson": lesson, "status": status, "reason": reason,
+            "notes": job["notes"] + submission_notes_after(nb), "cells": cells,
+            "score": sum(r["points"] for r in cells),
+            "max_score": sum(r["max_points"] for r in cells),
+            "feedback": str(course / "feedback" / student / lesson / f"{lesson}.html"),
+            "seconds": round(time.monotonic() - started, 1), "fingerprint": job["fingerprint"]}
+
+
+def submission_notes_after(nb) -> list[str]:
+    """Notes visible only after the run: limits the submission ran into."""
+    notes = []
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []):
+            if output.get("ename") == "MemoryError":
+                notes.append(f"cell {index + 1} hit the memory limit (MemoryError)")
+            if "output truncated" in str(output.get("text", "")):
+                notes.append(f"cell {index + 1}: its output was truncated")
+    return list(dict.fromkeys(notes))
+
+
+def main(argv: list[str]) -> int:
+    job_dir = Path(argv[0])
+    result = grade_job(job_dir)
+    partial = job_dir / "result.json.part"
+    partial.write_text(json.dumps(result, indent=1))
+    partial.replace(job_dir / "result.json")  # atomic: a half-written result never counts
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
