@@ -21,6 +21,8 @@ class TrainingConfig:
     num_epochs: int = 20
     use_random_iter: bool = False
     model: str = "rnn"
+    optimizer: str = "sgd"   # shown when TrainingPanel gets optimizers=(...)
+    max_tokens: int = 10000  # training tokens (-1: all); shown with corpus_sizes=(...)
 
 
 class TrainingPanel:
@@ -33,9 +35,14 @@ class TrainingPanel:
             experiments never share state, and train (its plots appear in the output area).
         defaults: the starting values.
         models: model names to choose from (e.g. ``("rnn", "lstm")``); no choice when None.
+        optimizers: optimizer names to choose from (e.g. ``("sgd", "adam")``); on_train reads
+            ``config.optimizer``. No choice when None.
+        corpus_sizes: training-text sizes in tokens to choose from (-1: all of the training
+            part); on_train reads ``config.max_tokens``. No choice when None.
     """
 
-    def __init__(self, on_train, defaults=TrainingConfig(), models=None):
+    def __init__(self, on_train, defaults=TrainingConfig(), models=None, optimizers=None,
+                 corpus_sizes=None):
         import ipywidgets as w
 
         self.on_train, self.runs = on_train, 0
@@ -59,6 +66,7 @@ class TrainingPanel:
             self.controls["model"] = w.ToggleButtons(
                 options=list(models), value=defaults.model if defaults.model in models
                 else models[0], description="model", style=style)
+        self.controls.update(_extra_choices(w, defaults, optimizers, corpus_sizes, style))
         self.button = w.Button(description="Train", button_style="primary", icon="play")
         self.button.on_click(lambda _: self.train())
         self.output = w.Output()
@@ -82,6 +90,22 @@ class TrainingPanel:
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _extra_choices(w, defaults, optimizers, corpus_sizes, style):
+    """The optional optimizer toggle and training-text dropdown of a TrainingPanel."""
+    controls = {}
+    if optimizers:
+        controls["optimizer"] = w.ToggleButtons(
+            options=list(optimizers), description="optimizer", style=style,
+            value=defaults.optimizer if defaults.optimizer in optimizers else optimizers[0])
+    if corpus_sizes:
+        options = [("whole book" if n < 0 else f"{n:,} tokens", n) for n in corpus_sizes]
+        controls["max_tokens"] = w.Dropdown(
+            options=options, description="training text", style=style,
+            value=defaults.max_tokens if defaults.max_tokens in corpus_sizes
+            else corpus_sizes[0])
+    return controls
 
 
 class GenerationPanel:

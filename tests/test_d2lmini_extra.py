@@ -24,3 +24,21 @@ def test_perplexity_of_a_diverged_run_is_inf_not_an_overflow_error(capsys):
                         progress=False)
     assert history.train_ppl == [math.inf]
     assert "smaller learning rate or clipping" in capsys.readouterr().out
+
+
+def test_training_panel_offers_optimizer_and_corpus_size_only_when_asked():
+    """Lesson 06's panel adds an optimizer toggle and a training-text dropdown; others don't."""
+    plain = d2l.TrainingPanel(lambda config: None)
+    assert "optimizer" not in plain.controls and "max_tokens" not in plain.controls
+    assert plain.config().optimizer == "sgd" and plain.config().max_tokens == 10000
+    calls = []
+    panel = d2l.TrainingPanel(calls.append, d2l.TrainingConfig(optimizer="adam"),
+                              optimizers=("sgd", "adam"), corpus_sizes=(10000, 50000, -1))
+    assert panel.controls["optimizer"].value == "adam"
+    assert panel.controls["max_tokens"].value == 10000
+    assert [label for label, _ in panel.controls["max_tokens"].options][-1] == "whole book"
+    assert calls == []
+    panel.controls["optimizer"].value = "sgd"
+    panel.controls["max_tokens"].value = -1
+    panel.button.click()
+    assert calls == [d2l.TrainingConfig(optimizer="sgd", max_tokens=-1)]
