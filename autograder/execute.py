@@ -14,11 +14,16 @@ TIMEOUT = "CellTimeoutError"  # nbgrader's ename for a cell that ran out of time
 DIED = "KernelDied"
 NOT_RUN = "NotRun"
 EXITED = "SystemExit"
+STUCK = "KernelUnresponsive"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class KernelStopped(Exception):
     """The kernel died, exited, or never started: the rest of the notebook cannot run."""
+
+
+class KernelStuck(KernelStopped):
+    """A timed-out cell ignored the interrupt: the kernel answers nothing any more."""
 
 
 def error_output(ename: str, evalue: str) -> NotebookNode:
@@ -51,8 +56,12 @@ class SandboxExecute(Execute):
     def preprocess_cell(self, cell, resources, index):
         self._running = index
         cell, resources = super().preprocess_cell(cell, resources, index)
-        if any(out.get("ename") == EXITED for out in cell.get("outputs", [])):
+        enames = {out.get("ename") for out in cell.get("outputs", [])}
+        if EXITED in enames:
             raise KernelStopped("the notebook called sys.exit() (SystemExit)")
+        if TIMEOUT in enames and self.wait_for_reply(self.kc.kernel_info()) is None:
+            # the cell swallowed the interrupt; every later cell would time out in turn
+            raise KernelStuck("ran past the time limit and ignored the interrupt")
         return cell, resources
 
 
@@ -63,7 +72,9 @@ def _mark_stopped(nb, index, err) -> None:
     else:
         reason, start = _reason(err, index), index
         cell = nb.cells[index]
-        if not isinstance(err, KernelStopped):
+        if isinstance(err, KernelStuck):
+            cell.setdefault("outputs", []).append(error_output(STUCK, reason))
+        elif not isinstance(err, KernelStopped):
             cell.setdefault("outputs", []).append(error_output(DIED, reason))
         start = index + 1
     for cell in nb.cells[start:]:
@@ -72,6 +83,8 @@ def _mark_stopped(nb, index, err) -> None:
 
 
 def _reason(err, index) -> str:
+    if isinstance(err, KernelStuck):
+        return f"cell {index + 1} {err}"
     if isinstance(err, KernelStopped):
         return f"{err} in cell {index + 1}"
     return f"the kernel died in cell {index + 1} ({type(err).__name__})"

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,7 +27,12 @@ from nbgrader.api import Gradebook
 from autograder import report, sandbox
 from autograder.config import CONFIG_FILE, SOLUTIONS, lessons
 from autograder.gradebook import max_points, merge_result, sync_lessons
-from autograder.notes import graded_order, strip_invalid_metadata, submission_notes
+from autograder.notes import (
+    drop_duplicates,
+    graded_order,
+    strip_invalid_metadata,
+    submission_notes,
+)
 from autograder.release import generate_assignments
 from autograder.submissions import Submission, collect, extract_zip
 
@@ -95,8 +101,10 @@ def prepare_template(opts: Options) -> Path:
 def read_submission(path: Path):
     """(notebook, None) or (None, why it cannot be read)."""
     try:
-        nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
-        nbformat.validate(nb)
+        with warnings.catch_warnings():  # duplicate or missing cell ids: nbformat fixes them
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+            nbformat.validate(nb)
     except Exception as err:  # JSON, encoding and schema errors all mean "unreadable"
         return None, f"not a readable notebook ({type(err).__name__}: {str(err)[:200]})"
     return nb, None
@@ -149,6 +157,7 @@ class Grader:
         shutil.copyfile(self.template / "gradebook.db", course / "gradebook.db")
         release = nbformat.read(self.template / "release" / lesson / f"{lesson}.ipynb", 4)
         notes = strip_invalid_metadata(nb) + submission_notes(nb, release)
+        drop_duplicates(nb)
         submitted = course / "submitted" / sub.student / lesson
         submitted.mkdir(parents=True)
         nbformat.write(nb, submitted / f"{lesson}.ipynb")
@@ -298,8 +307,9 @@ def options_from(args, root: Path) -> Options:
     """Options from parsed command-line arguments (grade and check share them)."""
     out = args.out.resolve() if args.out else None
     limits = sandbox.Limits(memory=int(args.memory * sandbox.GiB))
+    jobs = min(sandbox.MAX_SLOTS, max(1, args.jobs))
     return Options(submissions=getattr(args, "submissions", Path(".")).resolve(), out=out,
-                   root=root, jobs=max(1, args.jobs), timeout=args.timeout or default_timeout(),
+                   root=root, jobs=jobs, timeout=args.timeout or default_timeout(),
                    db_url=getattr(args, "db_url", None), limits=limits)
 
 

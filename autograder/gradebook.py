@@ -5,8 +5,10 @@ this module, in the parent process, writes the instructor's gradebook, one resul
 """
 
 import json
+import warnings
 
 from nbgrader.api import Gradebook, MissingEntry
+from sqlalchemy.exc import SAWarning
 
 
 def sync_lessons(template_url: str, master_url: str, names) -> None:
@@ -41,7 +43,9 @@ def merge_result(gb: Gradebook, result: dict) -> None:
     """Record one graded (or ungradable) submission: every graded cell's automatic score."""
     student, lesson = result["student"], result["lesson"]
     gb.update_or_create_student(student)
-    gb.update_or_create_submission(lesson, student)
+    with warnings.catch_warnings():  # nbgrader's own SQLAlchemy session warnings
+        warnings.simplefilter("ignore", SAWarning)
+        gb.update_or_create_submission(lesson, student)
     for row in result["cells"]:
         grade = gb.find_grade(row["grade_id"], lesson, lesson, student)
         grade.auto_score = row["points"]

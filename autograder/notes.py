@@ -34,6 +34,21 @@ def strip_invalid_metadata(nb) -> list[str]:
     return notes
 
 
+def drop_duplicates(nb) -> None:
+    """Keep grading metadata only on the last copy of a duplicated cell (nbgrader's choice);
+    the earlier copies run as ordinary cells. nbgrader's own DeduplicateIds leaves them an
+    empty ``nbgrader`` entry that later fails the whole notebook."""
+    seen = set()
+    for cell in reversed(nb.cells):
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in seen:
+            del cell.metadata["nbgrader"]
+            cell.metadata.pop("deletable", None)
+            cell.metadata.pop("editable", None)
+        elif gid is not None:
+            seen.add(gid)
+
+
 def submission_notes(nb, release) -> list[str]:
     """Duplicated, deleted and edited cells of ``nb`` compared with the student version."""
     expected = {c.metadata.nbgrader["grade_id"]: c for c in release.cells

@@ -22,8 +22,10 @@ from jupyter_client.manager import AsyncKernelManager
 KERNEL_NAME = "autograder-sandbox"
 HOME = "/home/student"
 BOOK = "/book"
+BOOK_FILE = "timemachine.txt"
 GiB = 1024 ** 3
-BASE_UID = 61000  # first of the unprivileged uids a root grader gives its job slots
+BASE_UID = 200_000  # unprivileged uids a root grader gives its job slots start here
+MAX_SLOTS = 64
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,14 @@ def namespace_flags() -> list[str]:
 
 
 def slot_uid(slot: int) -> int | None:
-    """The uid of a job slot when grading as root (None otherwise)."""
-    return BASE_UID + slot if os.getuid() == 0 else None
+    """The uid of a job slot when grading as root (None otherwise).
+
+    RLIMIT_NPROC counts the processes of a uid, so each slot gets its own uid, and each
+    grading run its own block of uids (from its pid), so that concurrent runs and other
+    slots never share a process budget."""
+    if os.getuid() != 0:
+        return None
+    return BASE_UID + (os.getpid() % 20_000) * MAX_SLOTS + slot % MAX_SLOTS
 
 
 def read_only_paths(book: Path) -> list[Path]:
@@ -101,7 +109,9 @@ def bwrap_argv(home: Path, runtime: Path, book: Path) -> list[str]:
         argv += ["--perms", "0755", "--dir", parent]
     for path in ro:
         argv += ["--ro-bind", str(path), str(path)]
-    argv += ["--ro-bind", str(book), BOOK, "--bind", str(home), HOME,
+    book_file = book / BOOK_FILE  # only the book, not whatever else lies beside it
+    argv += ["--dir", BOOK, "--ro-bind", str(book_file), f"{BOOK}/{BOOK_FILE}",
+             "--bind", str(home), HOME,
              "--bind", str(runtime), str(runtime), "--chdir", HOME]
     return argv
 

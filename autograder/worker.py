@@ -7,11 +7,13 @@ Autograde runs the notebook in the sandbox kernel, GenerateFeedback writes the H
 """
 
 import json
+import logging
 import os
 import shutil
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -34,6 +36,7 @@ from autograder.execute import (
     DIED,
     EXITED,
     NOT_RUN,
+    STUCK,
     TIMEOUT,
     HideHiddenTests,
     SandboxExecute,
@@ -83,7 +86,13 @@ def run_nbgrader(converter_class, config) -> None:
     coursedir = CourseDirectory(config=config)
     converter = converter_class(coursedir=coursedir, config=config)
     converter.force = True
-    converter.start()
+    handler = logging.StreamHandler(sys.stderr)  # nbgrader's warnings and errors: worker.log
+    handler.setLevel(logging.WARNING)
+    converter.log.addHandler(handler)
+    try:
+        converter.start()
+    finally:
+        converter.log.removeHandler(handler)
 
 
 def cell_results(job: dict, nb, order: dict[str, int]) -> list[dict]:
@@ -108,6 +117,8 @@ def _row(grade_id: str, points: float, max_points: float, messages: dict) -> dic
 def failure_message(cell) -> str:
     """What went wrong in a cell, as a student needs it: the error, or the stderr text."""
     for output in cell.get("outputs", []):
+        if output.output_type == "error" and output.ename == "NotImplementedError":
+            return "NotImplementedError: an answer this test uses is still the stub"
         if output.output_type == "error":
             return f"{output.ename}: {output.evalue}".strip().rstrip(":")
         if output.output_type == "stream" and output.name == "stderr":
@@ -117,16 +128,21 @@ def failure_message(cell) -> str:
 
 def status_of(nb) -> tuple[str, str]:
     """graded, timeout or crashed, with the reason, from the errors the run left behind."""
+    found = {}
     for index, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
-            ename = output.get("ename")
-            if ename in (DIED, NOT_RUN) or ename == EXITED:
-                reason = output.evalue if ename != EXITED else \
-                    f"the notebook called sys.exit() (SystemExit) in cell {index + 1}"
-                return "crashed", reason.removeprefix("not run: ")
-    for index, cell in enumerate(nb.cells):
-        if any(o.get("ename") == TIMEOUT for o in cell.get("outputs", [])):
-            return "timeout", f"cell {index + 1} ran longer than the time limit and was stopped"
+            found.setdefault(output.get("ename"), (index, output.get("evalue", "")))
+    if STUCK in found:
+        return "timeout", found[STUCK][1] + "; later cells were not run"
+    for ename in (EXITED, DIED, NOT_RUN):
+        if ename in found:
+            index, evalue = found[ename]
+            if ename == EXITED:
+                return "crashed", f"the notebook called sys.exit() (SystemExit) in cell {index + 1}"
+            return "crashed", evalue.removeprefix("not run: ")
+    if TIMEOUT in found:
+        index = found[TIMEOUT][0]
+        return "timeout", f"cell {index + 1} ran longer than the time limit and was stopped"
     return "graded", ""
 
 
@@ -172,6 +188,7 @@ def submission_notes_after(nb) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    warnings.filterwarnings("ignore", module="nbgrader.api")  # SQLAlchemy noise from nbgrader
     job_dir = Path(argv[0])
     result = grade_job(job_dir)
     partial = job_dir / "result.json.part"

@@ -1,0 +1,180 @@
+"""Fast checks of the autograder's parts: finding submissions, notes on tampered notebooks,
+hiding hidden tests, output caps, statuses, the sandbox's command line and the report."""
+
+import copy
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from nbformat.notebooknode import NotebookNode
+from nbformat.v4 import new_code_cell, new_notebook
+
+from autograder import report, sandbox
+from autograder.execute import (
+    TruncateOutput,
+    _mark_stopped,
+    error_output,
+    hidden_lines,
+    redact,
+)
+from autograder.notes import drop_duplicates, submission_notes
+from autograder.submissions import classify, collect, extract_zip
+from autograder.worker import failure_message, status_of
+
+LESSONS = {"01_text_and_batches", "02_rnn_from_scratch"}
+
+
+def test_classify_both_layouts_and_reasons():
+    """<student>/<lesson>.ipynb and submitted/<student>/<assignment>/<lesson>.ipynb."""
+    ok = classify(PurePosixPath("alice/01_text_and_batches.ipynb"), LESSONS)
+    nbg = classify(PurePosixPath("x/submitted/bob/02_rnn_from_scratch/02_rnn_from_scratch.ipynb"),
+                   LESSONS)
+    assert ok == ("alice", "01_text_and_batches") and nbg == ("bob", "02_rnn_from_scratch")
+    assert "not a lesson" in classify(PurePosixPath("alice/homework.ipynb"), LESSONS)
+    assert "not a notebook" in classify(PurePosixPath("alice/notes.txt"), LESSONS)
+    assert "student folder" in classify(PurePosixPath("01_text_and_batches.ipynb"), LESSONS)
+    assert "unsupported" in classify(PurePosixPath("a b/01_text_and_batches.ipynb"), LESSONS)
+
+
+def test_collect_lists_second_copies_and_skips_checkpoints(tmp_path):
+    """A student's second copy of a lesson is listed, checkpoints are ignored."""
+    for rel in ["alice/01_text_and_batches.ipynb", "zip/alice/01_text_and_batches.ipynb",
+                "alice/.ipynb_checkpoints/01_text_and_batches-checkpoint.ipynb"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("{}")
+    found, unmatched = collect(tmp_path, LESSONS)
+    assert [(s.student, s.lesson) for s in found] == [("alice", "01_text_and_batches")]
+    assert len(unmatched) == 1 and "second submission" in unmatched[0]["reason"]
+
+
+def test_zip_extraction_refuses_unsafe_paths(tmp_path):
+    """../ and absolute names are not extracted."""
+    archive = tmp_path / "class.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("alice/01_text_and_batches.ipynb", "{}")
+        zf.writestr("../evil.ipynb", "{}")
+    skipped = extract_zip(archive, tmp_path / "out")
+    assert (tmp_path / "out" / "alice" / "01_text_and_batches.ipynb").is_file()
+    assert not (tmp_path / "evil.ipynb").exists() and len(skipped) == 1
+
+
+def _cell(source, grade_id, **flags):
+    meta = {"grade": False, "grade_id": grade_id, "locked": False, "schema_version": 3,
+            "solution": False, "task": False, **flags}
+    return new_code_cell(source, metadata={"nbgrader": meta})
+
+
+def _release():
+    from nbgrader.utils import compute_checksum
+
+    nb = new_notebook(cells=[_cell("def f(): pass", "f", solution=True),
+                             _cell("assert f() is None", "f_none", grade=True, locked=True,
+                                   points=1)])
+    for cell in nb.cells:
+        cell.metadata.nbgrader["checksum"] = compute_checksum(cell)
+    return nb
+
+
+def test_notes_for_edited_deleted_and_duplicated_cells():
+    """Each tampering gets a sentence; an untouched copy gets none."""
+    release = _release()
+    assert submission_notes(copy.deepcopy(release), release) == []
+    edited = copy.deepcopy(release)
+    edited.cells[1].source = "assert True"
+    deleted = copy.deepcopy(release)
+    del deleted.cells[1]
+    twice = copy.deepcopy(release)
+    twice.cells.insert(1, copy.deepcopy(release.cells[0]))
+    assert "was edited" in submission_notes(edited, release)[0]
+    assert "was deleted" in submission_notes(deleted, release)[0]
+    assert "appears 2 times" in submission_notes(twice, release)[0]
+
+
+def test_duplicates_keep_metadata_on_the_last_copy():
+    """Earlier copies lose their grading metadata entirely (not an empty dict)."""
+    nb = _release()
+    nb.cells.insert(1, copy.deepcopy(nb.cells[0]))
+    drop_duplicates(nb)
+    assert "nbgrader" not in nb.cells[0].metadata and "nbgrader" in nb.cells[1].metadata
+
+
+def test_hidden_lines_are_redacted_from_tracebacks_and_reprs():
+    """A traceback's code context and a printed ``In`` list lose the hidden lines."""
+    nb = new_notebook(cells=[new_code_cell(
+        "assert f(1) == 1\n### BEGIN HIDDEN TESTS\nassert f(2) == 4, 'square'\n"
+        "### END HIDDEN TESTS")])
+    hidden = hidden_lines(nb)
+    assert hidden == {"assert f(2) == 4, 'square'"}
+    tb = "\x1b[0;32m----> 3\x1b[0m assert f(2) == 4, 'square'"
+    assert "f(2)" not in redact(tb, hidden)
+    assert "f(2)" not in redact(repr(["assert f(2) == 4, 'square'"]), hidden)
+
+
+def test_truncate_output_caps_a_single_long_line():
+    """nbgrader counts lines; one 10 MB line must be cut too."""
+    cell = new_code_cell("print('x' * 10**7)")
+    cell.outputs = [NotebookNode(output_type="stream", name="stdout", text="x" * 10 ** 7)]
+    TruncateOutput(max_chars=1000).preprocess_cell(cell, {}, 0)
+    assert len(cell.outputs[0].text) < 1100 and "truncated" in cell.outputs[0].text
+
+
+def test_a_dead_kernel_fails_every_later_test_cell():
+    """Unrun test cells get an error (no output would count as full marks)."""
+    nb = _release()
+    nb.cells.insert(1, new_code_cell("import os; os._exit(1)"))
+    _mark_stopped(nb, 1, RuntimeError("dead"))
+    assert nb.cells[1].outputs[-1].ename == "KernelDied"
+    assert nb.cells[2].outputs[0].ename == "NotRun"
+    assert status_of(nb)[0] == "crashed"
+
+
+def test_status_and_messages_from_outputs():
+    """A timeout is a status; a failed assert is a message a student can act on."""
+    nb = _release()
+    nb.cells[1].outputs = [error_output("CellTimeoutError", "")]
+    assert status_of(nb)[0] == "timeout"
+    nb.cells[1].outputs = [error_output("AssertionError", "f(1): expected 1, got 2")]
+    assert status_of(nb)[0] == "graded"
+    assert failure_message(nb.cells[1]) == "AssertionError: f(1): expected 1, got 2"
+
+
+def test_sandbox_binds_no_repository_and_has_no_network(tmp_path):
+    """bwrap's command line: new network namespace; solutions/ and the home are not bound."""
+    argv = sandbox.kernel_argv(sandbox.Limits(uid=None), tmp_path / "home", tmp_path / "rt",
+                               tmp_path / "book", sandboxed=True)
+    assert argv[0] == "bwrap" and "--unshare-net" in argv
+    bound = {argv[i + 1] for i, a in enumerate(argv) if a in ("--bind", "--ro-bind")}
+    repo = Path(__file__).resolve().parents[1]
+    assert not any(Path(p) in (repo, repo / "solutions", Path.home()) for p in bound)
+    assert "autograder.launch" in argv and argv[-1] == "{connection_file}"
+
+
+def test_report_lists_problems_and_charts(tmp_path):
+    """The report names every non-clean submission and draws a chart per lesson."""
+    cells = [{"grade_id": "f_none", "points": 0.0, "max_points": 1.0, "passed": False,
+              "message": "boom"}]
+    rows = [{"student": s, "lesson": "01", "status": st, "reason": why, "notes": [],
+             "cells": cells, "score": 0.0, "max_score": 1.0, "feedback": None, "seconds": 1}
+            for s, st, why in [("a", "graded", ""), ("b", "crashed", "the kernel died")]]
+    context = {"unmatched": [{"file": "x.txt", "reason": "not a notebook"}],
+               "sandbox": "test", "limits": {"memory": 2 ** 32, "cpu": 1, "processes": 1,
+                                             "file_size": 2 ** 20, "cell_timeout": 1},
+               "seconds": 1, "reused": 0, "jobs": 1, "gradebook": "postgresql://u:pw@h/db"}
+    report.write_all(tmp_path, rows, context)
+    page = (tmp_path / "report.html").read_text()
+    assert "the kernel died" in page and "x.txt" in page and "<svg" in page
+    assert "pw" not in page, "the database password is masked"
+    assert (tmp_path / "feedback" / "b" / "01.html").is_file()
+
+
+def test_check_verdicts_flag_failing_solutions_and_free_points():
+    """check fails on a solution cell without full marks and a course cell with points."""
+    from autograder.check import verdicts
+
+    def result(student, points):
+        cell = {"grade_id": "f_none", "points": points, "max_points": 1.0,
+                "passed": points == 1.0, "message": "boom"}
+        return {"student": student, "lesson": "01", "status": "graded", "reason": "",
+                "cells": [cell]}
+
+    assert verdicts([result("solutions", 1.0), result("course", 0.0)]) == []
+    assert len(verdicts([result("solutions", 0.0), result("course", 1.0)])) == 2
