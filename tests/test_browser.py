@@ -1,0 +1,493 @@
+"""The course as students and instructors meet it: JupyterLab in a real (headless) Chromium.
+
+One JupyterLab server (127.0.0.1, a free port, a token, throwaway config/runtime/data folders,
+fast mode) serves a temporary copy of ``course/`` and a throwaway nbgrader course. Playwright
+drives Debian's ``chromium`` (never a downloaded browser) to
+
+- run lesson 03 with every answer filled in, move sliders of its training panel and press Train;
+- run a visible test cell of lesson 02 with a correct answer (passes), then with a wrong answer
+  typed into the cell (shows the test's message);
+- open the formgrader and see every lesson listed as an assignment.
+
+Screenshots of each step go to ``$BROWSER_SCREENSHOTS`` (default ``screenshots/browser/`` in
+the repository, git-ignored); the folder is printed at the end of the run.
+Under ``CI=true`` a missing Chromium or Playwright fails; elsewhere the tests skip and say why.
+"""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # the browser fixture skips (or fails under CI) and says why
+    expect = None
+
+# One server for the module: under xdist, ``--dist loadgroup`` keeps these tests on one worker.
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "chromium", "chromium-browser")
+PANEL_LESSON = "03_training"
+TEST_LESSON = "02_rnn_from_scratch"
+# The wrong answer typed into TEST_LESSON's first exercise, and what its visible test must say.
+WRONG_ANSWER = "return torch.nn.functional.one_hot(X, vocab_size).float()  # forgot X.T"
+WRONG_MESSAGE = "expected shape"
+SERVER_START_S, RUN_ALL_MS, CELL_MS = 120, 240_000, 120_000
+# JupyterLab renders errors (and any stderr) as stderr text; an error ends with "XyzError: ...".
+STDERR = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
+ERROR_LINE = r"^[\w.]*(Error|Exception|Interrupt)\b"
+LAB_SETTINGS = {  # no news or update checks (no internet), and every cell kept in the DOM
+    "@jupyterlab/apputils-extension/notification": {"fetchNews": "false",
+                                                    "checkForUpdates": False},
+    "@jupyterlab/notebook-extension/tracker": {"windowingMode": "none"},
+}
+
+
+# ---------------------------------------------------------------- browser and screenshots
+
+
+def _unavailable(reason):
+    """Fail under CI (the browser test must run there), else skip saying why."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: the browser test must run; apt-get install chromium)")
+    pytest.skip(reason)
+
+
+def _find_chromium():
+    """Path to Debian's Chromium binary ($CHROMIUM overrides), or None."""
+    for name in (os.environ.get("CHROMIUM"), *CHROMIUM_CANDIDATES):
+        path = name and (shutil.which(name) or (Path(name).is_file() and name))
+        if path:
+            return str(path)
+    return None
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Chromium's path, checked before anything slow starts."""
+    if expect is None:
+        _unavailable("playwright is not installed (pip install playwright; no browser download)")
+    path = _find_chromium()
+    if path is None:
+        _unavailable("no chromium found (apt-get install chromium, or set $CHROMIUM)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(chromium):
+    """A headless Chromium driven by Playwright, with no sandbox and no background traffic."""
+    from playwright.sync_api import sync_playwright
+
+    args = ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+            "--disable-dev-shm-usage", "--no-first-run"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True,
+                                             args=args)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def shots(request):
+    """The screenshot folder; printed at the end of the session."""
+    folder = Path(os.environ.get("BROWSER_SCREENSHOTS") or ROOT / "screenshots" / "browser")
+    folder.mkdir(parents=True, exist_ok=True)
+    plugins = request.config.pluginmanager
+    reporter, capture = plugins.get_plugin("terminalreporter"), plugins.get_plugin("capturemanager")
+    yield folder
+    if reporter is not None and capture is not None:
+        with capture.global_and_fixture_disabled():  # shown even when the tests pass
+            reporter.write_line(f"\nbrowser screenshots: {folder}")
+
+
+def _shoot(target, folder, name):
+    """Save a screenshot of ``target`` (the page's viewport, or one element) as
+    ``folder/name.png``."""
+    target.screenshot(path=str(folder / f"{name}.png"))
+
+
+# ---------------------------------------------------------------- notebooks
+
+
+def _solution_sources(notebook):
+    """{grade_id: source} of the answer cells of ``notebook``."""
+    return {cell.metadata["nbgrader"]["grade_id"]: cell.source for cell in notebook.cells
+            if cell.metadata.get("nbgrader", {}).get("solution")}
+
+
+def _without_markers(source):
+    """An answer as a student types it: the solution without nbgrader's markers."""
+    return "\n".join(line for line in source.splitlines()
+                     if line.strip() not in ("### BEGIN SOLUTION", "### END SOLUTION"))
+
+
+def _fill_answers(stem, folder, only=None):
+    """Copy answers from ``solutions/<stem>`` into ``folder/<stem>`` (the student's copy), as a
+    student who solved every exercise (or those in ``only``) would have it."""
+    answers = _solution_sources(nbformat.read(ROOT / "solutions" / f"{stem}.ipynb", 4))
+    path = folder / f"{stem}.ipynb"
+    notebook = nbformat.read(path, 4)
+    for cell in notebook.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cell.metadata.get("nbgrader", {}).get("solution") and grade_id in answers:
+            if only is None or grade_id in only:
+                cell.source = _without_markers(answers[grade_id])
+    nbformat.write(notebook, path)
+    return notebook
+
+
+def _first_exercise(notebook):
+    """(answer cell index, [its test cell indices]) of the first exercise in ``notebook``."""
+    meta = [cell.metadata.get("nbgrader", {}) for cell in notebook.cells]
+    answer = next(i for i, m in enumerate(meta) if m.get("solution") and not m.get("grade"))
+    tests = []
+    for i in range(answer + 1, len(meta)):
+        if meta[i].get("solution"):
+            break
+        if meta[i].get("grade"):
+            tests.append(i)
+    return answer, tests
+
+
+def _wrong_answer(source):
+    """The answer cell ``source`` with its solution replaced by WRONG_ANSWER."""
+    head, _, tail = source.partition("### BEGIN SOLUTION")
+    indent = head[head.rfind("\n") + 1:]
+    rest = tail.partition("### END SOLUTION")[2]
+    return f"{head}{WRONG_ANSWER}\n{indent}{rest.lstrip(chr(10))}".rstrip()
+
+
+# ---------------------------------------------------------------- the JupyterLab server
+
+
+def _free_port():
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _write_lab_settings(config_dir):
+    """User settings in the throwaway JUPYTER_CONFIG_DIR (see LAB_SETTINGS)."""
+    for plugin, values in LAB_SETTINGS.items():
+        path = config_dir / "lab" / "user-settings" / f"{plugin}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(values))
+
+
+def _server_env(tmp):
+    """The server's (and kernels') environment: throwaway Jupyter folders, fast mode, the venv's
+    bin first on PATH (nbgrader calls ``alembic`` to create a gradebook)."""
+    env = dict(os.environ, D2LMINI_FAST="1", PYTHONUNBUFFERED="1",
+               OMP_NUM_THREADS="1")  # kernels share the cores with other tests under xdist
+    for name in ("config", "runtime", "data", "ipython"):
+        (tmp / name).mkdir()
+    env.update(JUPYTER_CONFIG_DIR=str(tmp / "config"), JUPYTER_RUNTIME_DIR=str(tmp / "runtime"),
+               JUPYTER_DATA_DIR=str(tmp / "data"), IPYTHONDIR=str(tmp / "ipython"))
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    _write_lab_settings(tmp / "config")
+    return env
+
+
+def _instructor_course(root, exchange):
+    """A throwaway nbgrader course under ``root/instructor`` with every lesson as a source
+    assignment, and the nbgrader_config.py the formgrader reads from the server's cwd."""
+    course = root / "instructor"
+    for notebook in sorted((ROOT / "solutions").glob("*.ipynb")):
+        (course / "source" / notebook.stem).mkdir(parents=True)
+        shutil.copy(notebook, course / "source" / notebook.stem)
+    (root / "nbgrader_config.py").write_text(
+        f"c = get_config()\nc.CourseDirectory.root = {str(course)!r}\n"
+        f"c.CourseDirectory.course_id = 'rnn-course'\nc.Exchange.root = {str(exchange)!r}\n")
+    exchange.mkdir()
+    return course
+
+
+GENERATE = """\
+import sys
+from nbgrader.apps import NbGraderAPI
+from nbgrader.coursedir import CourseDirectory
+api = NbGraderAPI(coursedir=CourseDirectory(root=sys.argv[1]))
+for name in sys.argv[2:]:
+    result = api.generate_assignment(name, force=True, create=True)
+    if not result["success"]:
+        sys.exit(f"generate_assignment {name} failed:\\n{result.get('log')}{result.get('error')}")
+"""
+
+
+def _generate_assignments(course, env):
+    """Start ``nbgrader generate_assignment`` for every source assignment (into the
+    gradebook and release/), in the background while the server starts."""
+    names = sorted(p.name for p in (course / "source").iterdir())
+    return subprocess.Popen([sys.executable, "-c", GENERATE, str(course), *names], env=env,
+                            cwd=course, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+
+
+def _lab_command(root, port, token):
+    return [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
+            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
+            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+            "--ServerApp.terminals_enabled=False", "--LabApp.extension_manager=readonly"]
+
+
+def _wait_until_up(proc, url, token, log):
+    """Poll /api/status until the server answers; fail with its log if it dies or stalls."""
+    deadline = time.monotonic() + SERVER_START_S
+    request = urllib.request.Request(f"{url}/api/status",
+                                     headers={"Authorization": f"token {token}"})
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"jupyter lab exited ({proc.returncode}):\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(request, timeout=5):
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.3)
+    pytest.fail(f"jupyter lab did not answer in {SERVER_START_S} s:\n{log.read_text()[-3000:]}")
+
+
+def _stop(proc, url, token):
+    """Ask the server to shut down (it stops its kernels); terminate it if it does not."""
+    request = urllib.request.Request(f"{url}/api/shutdown", method="POST",
+                                     headers={"Authorization": f"token {token}"})
+    try:
+        urllib.request.urlopen(request, timeout=10).close()
+        proc.wait(timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # its own session, started by this fixture
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def lab(book, chromium, tmp_path_factory):
+    """A running JupyterLab: ``(url, token, root)`` where root holds ``course/`` (a copy of the
+    student notebooks) and ``instructor/`` (the nbgrader course)."""
+    missing = [f"course/{stem}.ipynb" for stem in (PANEL_LESSON, TEST_LESSON)
+               if not (ROOT / "course" / f"{stem}.ipynb").is_file()]
+    assert not missing, f"{missing} missing: run python -m autograder release"
+    tmp = tmp_path_factory.mktemp("lab")
+    root, env = tmp / "root", _server_env(tmp)
+    shutil.copytree(ROOT / "course", root / "course")
+    generating = _generate_assignments(_instructor_course(root, tmp / "exchange"), env)
+    port, token, log = _free_port(), os.urandom(12).hex(), tmp / "server.log"
+    url = f"http://127.0.0.1:{port}"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(_lab_command(root, port, token), cwd=root, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_until_up(proc, url, token, log)
+        output, _ = generating.communicate(timeout=SERVER_START_S)
+        assert generating.returncode == 0, output
+        yield url, token, root
+    finally:
+        generating.kill()
+        _stop(proc, url, token)
+
+
+# ---------------------------------------------------------------- driving JupyterLab
+
+NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook"  # the notebook in front
+# True once every non-empty code cell has run, or a cell shows an error (Run All stops there).
+ALL_RAN_JS = """([notebook, stderr, errorLine, upto]) => {
+    if ([...document.querySelectorAll(notebook + ' ' + stderr)].some(
+        e => new RegExp(errorLine, 'm').test(e.textContent))) return true;
+    const cells = [...document.querySelectorAll(notebook + ' .jp-Cell')].slice(0, upto ?? Infinity)
+        .filter(c => c.classList.contains('jp-CodeCell'))
+        .filter(c => c.querySelector('.cm-content').textContent.trim() !== '');
+    return cells.length > 0 && cells.every(
+        c => /\\[\\d+\\]/.test(c.querySelector('.jp-InputPrompt').textContent));
+}"""
+
+
+@pytest.fixture
+def page(browser, shots, request):
+    """A fresh browser tab; its last state is saved as ``<test name>-last.png``."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    yield page
+    _shoot(page, shots, f"{request.node.name}-last")
+    context.close()
+
+
+def _open_notebook(page, lab, path):
+    """Open ``path`` (relative to the server root) in JupyterLab and wait for an idle kernel."""
+    url, token, _ = lab
+    workspace = Path(path).stem  # its own workspace: no tabs restored from another test
+    page.goto(f"{url}/lab/workspaces/{workspace}/tree/{path}?token={token}")
+    _cells(page).first.wait_for(timeout=CELL_MS)
+    page.get_by_text(re.compile(r"\| Idle$")).first.wait_for(timeout=CELL_MS)
+
+
+def _menu(page, menu, item):
+    """Click ``menu`` in the menu bar, then ``item`` in it."""
+    page.get_by_role("menuitem", name=menu, exact=True).click()
+    page.get_by_role("menuitem", name=item, exact=True).click()
+
+
+def _cells(page):
+    return page.locator(f"{NOTEBOOK} .jp-Cell")
+
+
+def _errors(page):
+    """The text of every error output on the page."""
+    texts = page.locator(f"{NOTEBOOK} {STDERR}").all_inner_texts()
+    return [text for text in texts if re.search(ERROR_LINE, text, re.MULTILINE)]
+
+
+def _run_all(page, above=None):
+    """Run > Run All Cells (or, with ``above``, Run All Above that cell), and wait until every
+    one of them ran or one failed."""
+    if above is None:
+        _menu(page, "Run", "Run All Cells")
+    else:
+        _cells(page).nth(above).locator(".jp-InputPrompt").click()
+        _menu(page, "Run", "Run All Above Selected Cell")
+    page.wait_for_function(ALL_RAN_JS, arg=[NOTEBOOK, STDERR, ERROR_LINE, above],
+                           timeout=RUN_ALL_MS)
+
+
+def _run_cell(page, index):
+    """Select cell ``index`` and run it with Ctrl+Enter; wait until its prompt gets a new
+    number."""
+    cell = _cells(page).nth(index)
+    prompt = cell.locator(".jp-InputPrompt")
+    before = prompt.inner_text()
+    prompt.click()
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function(
+        "([el, before]) => /\\[\\d+\\]/.test(el.textContent) && el.textContent !== before",
+        arg=[prompt.element_handle(), before], timeout=CELL_MS)
+    return cell
+
+
+def _type_into(page, index, source):
+    """Replace the source of cell ``index`` as a student would: click, select all, type."""
+    _cells(page).nth(index).locator(".cm-content").click()
+    page.keyboard.press("Control+A")
+    page.keyboard.insert_text(source)  # typed as one input event: no auto-indent doubling
+    page.keyboard.press("Escape")
+
+
+def _slider(panel, label):
+    """The widget slider of ``panel`` with this label."""
+    return panel.locator(".widget-slider").filter(
+        has=panel.page.locator("label.widget-label", has_text=re.compile(rf"^{label}$")))
+
+
+def _move_to_min(slider):
+    """Press Home on the slider handle (the keyboard way to drag it to its minimum)."""
+    handle = slider.locator("[role=slider]")
+    minimum = float(handle.get_attribute("aria-valuemin"))
+    handle.focus()
+    handle.press("Home")
+    return minimum
+
+
+def _panel(page):
+    """The first training panel on the page: a VBox with a Train button of its own."""
+    panels = page.locator(".widget-vbox").filter(
+        has=page.locator(":scope > button.widget-button", has_text="Train"))
+    panels.first.wait_for(timeout=CELL_MS)
+    return panels.first
+
+
+def _train(page, panel, *expected):
+    """Press Train; wait until the output shows every string in ``expected`` and a plot, and the
+    kernel is idle again. Returns the output's text and the plot's src."""
+    output = panel.locator(":scope > .widget-output")
+    panel.locator(":scope > button.widget-button", has_text="Train").click()
+    for text in expected:
+        expect(output).to_contain_text(text, timeout=CELL_MS)
+    plot = output.locator("img").last
+    expect(plot).to_be_visible(timeout=CELL_MS)
+    page.get_by_text(re.compile(r"\| Idle$")).first.wait_for(timeout=CELL_MS)
+    assert plot.evaluate("img => img.naturalWidth") > 0, "the plot is not a decodable image"
+    return output.inner_text(), plot.get_attribute("src")
+
+
+def _lr(output):
+    """The learning rate in a panel's "Run N: TrainingConfig(lr=...)" line."""
+    return float(re.search(r"\blr=([-+.\deE]+)", output).group(1))
+
+
+# ---------------------------------------------------------------- the tests
+
+
+def test_formgrader_lists_every_lesson(lab, page, shots):
+    """The instructor's formgrader page lists each lesson, with its student version."""
+    url, token, _ = lab
+    expected = sorted(path.stem for path in (ROOT / "solutions").glob("*.ipynb"))
+    page.goto(f"{url}/formgrader?token={token}")
+    names = page.locator("td.name a")
+    expect(names).to_have_count(len(expected), timeout=CELL_MS)
+    assert sorted(names.all_inner_texts()) == expected
+    expect(page.locator("td.preview a")).to_have_count(len(expected))
+    _shoot(page, shots, "1-formgrader")
+
+
+def test_visible_test_passes_then_explains_a_wrong_answer(lab, page, shots):
+    """A student answers the first exercise of TEST_LESSON: its test cells pass in the UI;
+    after typing a wrong answer, the visible test shows what was expected."""
+    course = lab[2] / "course"
+    student = nbformat.read(course / f"{TEST_LESSON}.ipynb", 4)
+    answer, tests = _first_exercise(student)
+    grade_id = student.cells[answer].metadata["nbgrader"]["grade_id"]
+    _fill_answers(TEST_LESSON, course, only={grade_id})
+    solution = _solution_sources(nbformat.read(ROOT / "solutions" / f"{TEST_LESSON}.ipynb", 4))
+    _open_notebook(page, lab, f"course/{TEST_LESSON}.ipynb")
+    expect(_cells(page)).to_have_count(len(student.cells))
+    _run_all(page, above=tests[-1])
+    _run_cell(page, tests[-1]).scroll_into_view_if_needed()
+    _shoot(page, shots, "2-test-cell-passes")
+    assert _errors(page) == [], f"{grade_id}: the correct answer fails its tests"
+    _type_into(page, answer, _wrong_answer(solution[grade_id]))
+    _run_cell(page, answer)
+    cell = _run_cell(page, tests[0])
+    expect(cell.locator(STDERR)).to_contain_text(WRONG_MESSAGE, timeout=CELL_MS)
+    cell.scroll_into_view_if_needed()
+    _shoot(page, shots, "3-test-cell-explains")
+
+
+def test_training_panel_trains_in_lab(lab, page, shots):
+    """Lesson 03 with every answer filled in runs from the Run menu; its panel renders; sliders
+    moved with the keyboard reach the kernel; Train prints the run and draws curves."""
+    _fill_answers(PANEL_LESSON, lab[2] / "course")
+    _open_notebook(page, lab, f"course/{PANEL_LESSON}.ipynb")
+    _run_all(page)
+    assert _errors(page) == [], f"{PANEL_LESSON} with all answers fails in JupyterLab"
+    panel = _panel(page)
+    expect(panel.locator(".widget-slider")).to_have_count(5)
+    hiddens = int(_move_to_min(_slider(panel, "hidden size")))
+    epochs = int(_move_to_min(_slider(panel, "epochs"))) + 1
+    _slider(panel, "epochs").locator("[role=slider]").press("ArrowRight")  # two points a curve
+    expect(_slider(panel, "epochs").locator(".widget-readout")).to_have_text(str(epochs))
+    panel.scroll_into_view_if_needed()
+    _shoot(page, shots, "4-panel-sliders-moved")
+    first, plot = _train(page, panel, f"num_epochs={epochs}", f"num_hiddens={hiddens}")
+    _shoot(panel, shots, "5-panel-trained")
+    runs = int(re.search(r"Run (\d+):", first).group(1))
+    handle = _slider(panel, "learning rate").locator("[role=slider]")
+    for _ in range(5):  # 10**0 -> 10**-0.5 in steps of 0.1
+        handle.press("ArrowLeft")
+    second, replot = _train(page, panel, f"Run {runs + 1}:")
+    assert _lr(second) < _lr(first), "the learning-rate slider did not reach the kernel"
+    assert replot != plot, "the plot did not change with the second run"
+    _shoot(panel, shots, "6-panel-trained-again")
