@@ -3,6 +3,7 @@ cap, and hidden-test removal for feedback (source and any echo of it in outputs)
 
 import re
 
+from nbclient.exceptions import CellTimeoutError
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
@@ -55,14 +56,25 @@ class SandboxExecute(Execute):
 
     def preprocess_cell(self, cell, resources, index):
         self._running = index
-        cell, resources = super().preprocess_cell(cell, resources, index)
+        try:
+            cell, resources = super().preprocess_cell(cell, resources, index)
+        except CellTimeoutError:  # interrupted, but the kernel was slow to go idle
+            cell.setdefault("outputs", []).append(
+                error_output(TIMEOUT, "the cell ran past the time limit and was interrupted"))
         enames = {out.get("ename") for out in cell.get("outputs", [])}
         if EXITED in enames:
             raise KernelStopped("the notebook called sys.exit() (SystemExit)")
-        if TIMEOUT in enames and self.wait_for_reply(self.kc.kernel_info()) is None:
+        if TIMEOUT in enames and not self._responsive():
             # the cell swallowed the interrupt; every later cell would time out in turn
             raise KernelStuck("ran past the time limit and ignored the interrupt")
         return cell, resources
+
+    def _responsive(self) -> bool:
+        """Does the kernel answer a kernel_info request within the cell timeout?"""
+        try:
+            return self.wait_for_reply(self.kc.kernel_info()) is not None
+        except (TimeoutError, CellTimeoutError):
+            return False
 
 
 def _mark_stopped(nb, index, err) -> None:

@@ -88,6 +88,13 @@ finally:
         os.kill(pid, 9)
         os.waitpid(pid, 0)
 """
+STUBBORN_LOOP = """import time
+while True:
+    try:
+        time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+"""
 MEMORY_BOMB = """blocks = []
 try:
     while True:
@@ -133,6 +140,7 @@ def build_class(folder: Path, sol, course, port: int) -> dict:
         "deleted_test": (deleted, "graded", top, "was deleted"),
         "duplicated": (duplicated, "graded", top, "appears 2 times"),
         "infinite_loop": (insert(good, k + 1, "while True:\n    pass"), "timeout", top, None),
+        "ignores_interrupt": (insert(good, k + 1, STUBBORN_LOOP), "timeout", after_first, None),
         "memory_bomb": (insert(good, len(good.cells), MEMORY_BOMB), "graded", top,
                         "memory limit"),
         "fork_bomb": (insert(good, k + 1, FORK_BOMB), "graded", top, None),
@@ -163,8 +171,8 @@ def build_class(folder: Path, sol, course, port: int) -> dict:
 
 
 CASES = ["correct", "partly_wrong", "blank", "edited_test", "deleted_test", "duplicated",
-         "infinite_loop", "memory_bomb", "fork_bomb", "reads_files", "network", "huge_output",
-         "sys_exit", "os_exit", "segfault", "invalid_json", "empty"]
+         "infinite_loop", "ignores_interrupt", "memory_bomb", "fork_bomb", "reads_files",
+         "network", "huge_output", "sys_exit", "os_exit", "segfault", "invalid_json", "empty"]
 SUBSET = ["correct", "partly_wrong", "os_exit"]  # graded again with --jobs 1
 
 
@@ -307,12 +315,16 @@ def test_no_hidden_test_in_any_output(graded):
 
 
 def test_blank_feedback_has_no_answer(graded):
-    """The blank submission's feedback holds no line of the reference answers."""
+    """The blank submission's feedback holds no line of the reference answers (beyond lines
+    the student version itself shows)."""
     sol = nbformat.read(ROOT / "solutions" / f"{LESSON}.ipynb", as_version=4)
-    text = (graded["base"] / "out2" / "feedback" / "blank" / f"{LESSON}.html").read_text()
-    answers = {line.strip() for c in sol.cells if meta(c).get("solution") and not
-               meta(c).get("grade") for line in c.source.split("### BEGIN SOLUTION")[1]
+    repo = Path(graded["repo"])
+    shown = (repo / "course" / f"{LESSON}.ipynb").read_text()
+    answers = {line.strip() for c in sol.cells if meta(c).get("solution")
+               for line in c.source.split("### BEGIN SOLUTION")[1]
                .split("### END SOLUTION")[0].splitlines() if len(line.strip()) > 12}
+    answers = {a for a in answers if json.dumps(a)[1:-1] not in shown}
+    text = (graded["base"] / "out2" / "feedback" / "blank" / f"{LESSON}.html").read_text()
     assert answers and not [a for a in answers if html.escape(a) in text or a in text]
 
 
