@@ -14,6 +14,7 @@ the repository, git-ignored); the folder is printed at the end of the run.
 Under ``CI=true`` a missing Chromium or Playwright fails; elsewhere the tests skip and say why.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -35,8 +36,7 @@ try:
 except ImportError:  # the browser fixture skips (or fails under CI) and says why
     expect = None
 
-# One server for the module: under xdist, ``--dist loadgroup`` keeps these tests on one worker.
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "chromium", "chromium-browser")
@@ -317,14 +317,16 @@ ALL_RAN_JS = """([notebook, stderr, errorLine, upto]) => {
 }"""
 
 
-@pytest.fixture
-def page(browser, shots, request):
-    """A fresh browser tab; its last state is saved as ``<test name>-last.png``."""
+@contextlib.contextmanager
+def _tab(browser, shots, name):
+    """A fresh browser tab; its last state is saved as ``<name>-last.png``."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
-    yield page
-    _shoot(page, shots, f"{request.node.name}-last")
-    context.close()
+    try:
+        yield page
+    finally:
+        _shoot(page, shots, f"{name}-last")
+        context.close()
 
 
 def _open_notebook(page, lab, path):
@@ -409,18 +411,31 @@ def _panel(page):
     return panels.first
 
 
+# Records every distinct plot image the output area shows while a run goes on.
+WATCH_PLOTS_JS = """(output) => {
+    window.plotSources = new Set();
+    const note = () => output.querySelectorAll('img').forEach(i => window.plotSources.add(i.src));
+    window.plotWatch?.disconnect();
+    window.plotWatch = new MutationObserver(note);
+    window.plotWatch.observe(output, {subtree: true, childList: true, attributes: true});
+}"""
+
+
 def _train(page, panel, *expected):
-    """Press Train; wait until the output shows every string in ``expected`` and a plot, and the
-    kernel is idle again. Returns the output's text and the plot's src."""
+    """Press Train; wait until the output shows every string in ``expected`` and d2l.train's
+    closing summary. Returns the output's text, the final plot's src and how many different
+    plots were drawn during the run."""
     output = panel.locator(":scope > .widget-output")
+    before = set(output.locator("img").evaluate_all("imgs => imgs.map(i => i.src)"))
+    output.evaluate(WATCH_PLOTS_JS)
     panel.locator(":scope > button.widget-button", has_text="Train").click()
-    for text in expected:
-        expect(output).to_contain_text(text, timeout=CELL_MS)
+    for text in (*expected, re.compile(r"train perplexity \d")):  # the summary comes last
+        expect(output).to_contain_text(text, timeout=RUN_ALL_MS)
     plot = output.locator("img").last
-    expect(plot).to_be_visible(timeout=CELL_MS)
-    page.get_by_text(re.compile(r"\| Idle$")).first.wait_for(timeout=CELL_MS)
+    expect(plot).to_be_visible()
     assert plot.evaluate("img => img.naturalWidth") > 0, "the plot is not a decodable image"
-    return output.inner_text(), plot.get_attribute("src")
+    drawn = set(page.evaluate("() => [...window.plotSources]")) - before
+    return output.inner_text(), plot.get_attribute("src"), len(drawn)
 
 
 def _lr(output):
@@ -428,10 +443,10 @@ def _lr(output):
     return float(re.search(r"\blr=([-+.\deE]+)", output).group(1))
 
 
-# ---------------------------------------------------------------- the tests
+# ---------------------------------------------------------------- the steps and the test
 
 
-def test_formgrader_lists_every_lesson(lab, page, shots):
+def formgrader_lists_every_lesson(lab, page, shots):
     """The instructor's formgrader page lists each lesson, with its student version."""
     url, token, _ = lab
     expected = sorted(path.stem for path in (ROOT / "solutions").glob("*.ipynb"))
@@ -443,7 +458,7 @@ def test_formgrader_lists_every_lesson(lab, page, shots):
     _shoot(page, shots, "1-formgrader")
 
 
-def test_visible_test_passes_then_explains_a_wrong_answer(lab, page, shots):
+def visible_test_passes_then_explains_a_wrong_answer(lab, page, shots):
     """A student answers the first exercise of TEST_LESSON: its test cells pass in the UI;
     after typing a wrong answer, the visible test shows what was expected."""
     course = lab[2] / "course"
@@ -466,7 +481,7 @@ def test_visible_test_passes_then_explains_a_wrong_answer(lab, page, shots):
     _shoot(page, shots, "3-test-cell-explains")
 
 
-def test_training_panel_trains_in_lab(lab, page, shots):
+def training_panel_trains_in_lab(lab, page, shots):
     """Lesson 03 with every answer filled in runs from the Run menu; its panel renders; sliders
     moved with the keyboard reach the kernel; Train prints the run and draws curves."""
     _fill_answers(PANEL_LESSON, lab[2] / "course")
@@ -481,13 +496,28 @@ def test_training_panel_trains_in_lab(lab, page, shots):
     expect(_slider(panel, "epochs").locator(".widget-readout")).to_have_text(str(epochs))
     panel.scroll_into_view_if_needed()
     _shoot(page, shots, "4-panel-sliders-moved")
-    first, plot = _train(page, panel, f"num_epochs={epochs}", f"num_hiddens={hiddens}")
+    first, plot, drawn = _train(page, panel, f"num_epochs={epochs}", f"num_hiddens={hiddens}")
     _shoot(panel, shots, "5-panel-trained")
     runs = int(re.search(r"Run (\d+):", first).group(1))
     handle = _slider(panel, "learning rate").locator("[role=slider]")
     for _ in range(5):  # 10**0 -> 10**-0.5 in steps of 0.1
         handle.press("ArrowLeft")
-    second, replot = _train(page, panel, f"Run {runs + 1}:")
+    second, replot, _ = _train(page, panel, f"Run {runs + 1}:")
+    _shoot(panel, shots, "6-panel-trained-again")
     assert _lr(second) < _lr(first), "the learning-rate slider did not reach the kernel"
     assert replot != plot, "the plot did not change with the second run"
-    _shoot(panel, shots, "6-panel-trained-again")
+    assert drawn >= 2, (
+        f"the live plot was drawn {drawn} time(s) during a {epochs}-epoch run: its updates "
+        "do not reach the panel's output area (an ipywidgets Output drops update_display_data)")
+
+
+STEPS = (formgrader_lists_every_lesson, visible_test_passes_then_explains_a_wrong_answer,
+         training_panel_trains_in_lab)
+
+
+def test_course_in_jupyterlab(lab, browser, shots, subtests):
+    """Each step as a subtest of one test: they share one JupyterLab server (xdist cannot
+    split a test across workers), and a failing step does not hide the others."""
+    for step in STEPS:
+        with subtests.test(msg=step.__name__), _tab(browser, shots, step.__name__) as page:
+            step(lab, page, shots)
