@@ -3,7 +3,13 @@
 matplotlib is imported inside the functions so that ``import d2lmini`` stays fast.
 """
 
+import contextvars
 import io
+
+# True while a widget panel runs its callback inside an ipywidgets Output area. JupyterLab's
+# Output widget drops update_display_data messages, so there a live plot redraws an Image
+# widget instead of updating a display handle.
+IN_WIDGET_OUTPUT = contextvars.ContextVar("d2lmini_in_widget_output", default=False)
 
 __all__ = ["LivePlot", "plot", "heatmap"]
 
@@ -31,7 +37,7 @@ class LivePlot:
         self.figure = Figure(figsize=(5, 3.2), layout="constrained")
         self.axes = self.figure.add_subplot()
         self.labels = dict(xlabel=xlabel, ylabel=ylabel, title=title, yscale=yscale)
-        self.handle = None
+        self.handle = self.image = None
 
     def update(self, curves):
         """Redraw with ``curves``: a dict ``{label: (xs, ys)}``."""
@@ -47,11 +53,25 @@ class LivePlot:
     def _show(self):
         from IPython.display import Image, display
 
+        if self.image is not None or IN_WIDGET_OUTPUT.get():
+            return self._show_widget()
         image = Image(data=self.png())
         if self.handle is None:
             self.handle = display(image, display_id=True)
         else:
             self.handle.update(image)
+
+    def _show_widget(self):
+        """Show (first call) or redraw an ipywidgets Image: widget state reaches the browser
+        even inside an Output area."""
+        if self.image is None:
+            import ipywidgets
+            from IPython.display import display
+
+            self.image = ipywidgets.Image(value=self.png(), format="png")
+            display(self.image)
+        else:
+            self.image.value = self.png()
 
     def png(self) -> bytes:
         """The figure as PNG bytes."""

@@ -82,11 +82,17 @@ class TrainingPanel:
         """What the Train button does: clear the output area and run ``on_train`` in it."""
         from IPython.display import clear_output
 
+        from d2lmini.plotting import IN_WIDGET_OUTPUT
+
         self.runs += 1
-        with self.output:
-            clear_output(wait=True)
-            print(f"Run {self.runs}: {self.config()}")
-            return self.on_train(self.config())
+        inside = IN_WIDGET_OUTPUT.set(True)  # live plots redraw in place in the output area
+        try:
+            with self.output:
+                clear_output(wait=True)
+                print(f"Run {self.runs}: {self.config()}")
+                return self.on_train(self.config())
+        finally:
+            IN_WIDGET_OUTPUT.reset(inside)
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

@@ -136,3 +136,23 @@ def test_package_has_no_star_imports_and_lists_all_names():
     source = open(os.path.join(os.path.dirname(d2l.__file__), "__init__.py")).read()
     assert "import *" not in source
     assert all(hasattr(d2l, name) for name in d2l.__all__)
+
+
+def test_live_plot_inside_a_panel_redraws_an_image_widget(monkeypatch):
+    """JupyterLab's Output widget drops display updates, so inside a panel the plot is a widget."""
+    from d2lmini import plotting
+
+    shown = []
+    monkeypatch.setattr(plotting, "_in_kernel", lambda: True)
+    monkeypatch.setattr("IPython.display.display", lambda obj, **kwargs: shown.append(obj))
+    plot = d2l.LivePlot(xlabel="epoch", ylabel="perplexity", title="t")
+    token = plotting.IN_WIDGET_OUTPUT.set(True)
+    try:
+        plot.update({"train": ([1], [9.0])})
+        first = plot.image.value
+        plot.update({"train": ([1, 2], [9.0, 5.0])})
+    finally:
+        plotting.IN_WIDGET_OUTPUT.reset(token)
+    assert [type(obj).__name__ for obj in shown] == ["Image"]  # displayed once, then redrawn
+    assert type(shown[0]).__module__.startswith("ipywidgets")
+    assert plot.image.value != first and plot.image.value.startswith(b"\x89PNG")
