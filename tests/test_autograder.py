@@ -394,3 +394,25 @@ def test_check_command_on_lesson_01(tmp_path, book, capsys):
     assert main(["--root", str(repo), "check", "--jobs", "2", "--timeout", str(TIMEOUT)]) == 0
     printed = capsys.readouterr().out
     assert f"solutions/{LESSON}: 12/12" in printed and f"course/{LESSON}: 0/12" in printed
+
+
+def test_without_bubblewrap_limits_apply_and_the_report_says_so(tmp_path, monkeypatch):
+    """With bwrap unusable, a tiny lesson still grades (limits only) and every output says
+    the submissions were not sandboxed."""
+    from test_release import NAME, tiny_lesson
+
+    from autograder import sandbox
+
+    tools_on_path()
+    monkeypatch.setattr(sandbox, "bwrap_problem", lambda: "bubblewrap (bwrap) is not installed")
+    repo = tmp_path / "repo"
+    (repo / "solutions").mkdir(parents=True)
+    nbformat.write(tiny_lesson(), repo / "solutions" / f"{NAME}.ipynb")
+    (tmp_path / "class" / "alice").mkdir(parents=True)
+    nbformat.write(tiny_lesson(), tmp_path / "class" / "alice" / f"{NAME}.ipynb")
+    assert grade(repo, tmp_path / "class", tmp_path / "out", jobs=1) == 0
+    row = read_csv(tmp_path / "out" / "grades.csv")["alice"]
+    assert (row["status"], row["score"]) == ("graded", "2")
+    assert results(tmp_path / "out")["sandbox"].startswith("NO SANDBOX")
+    assert "NO SANDBOX (bubblewrap (bwrap) is not installed)" in \
+        (tmp_path / "out" / "report.html").read_text()
