@@ -22,10 +22,33 @@ def use_local_book():
         os.environ["D2LMINI_DATA"] = str(SHARED_DATA)
 
 
-def set_threads(threads):
-    """Use ``threads`` intra-op threads (None: torch's default, one per core)."""
-    if threads is not None:
-        torch.set_num_threads(threads)
+def threads_option(value: str):
+    """Parse ``--threads``: ``auto``, ``default`` (torch's: one per core) or a count."""
+    if value in ("auto", "default"):
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"--threads takes auto, default or a positive int, got {value!r}")
+    return int(value)
+
+
+def resolve_threads(threads) -> int | None:
+    """The thread count to use; None for torch's default.
+
+    ``auto`` picks one thread when the machine is busier than its cores (1-minute load
+    average above the core count): there, OpenMP threads spin waiting for a core and two
+    threads ran 2-3 times slower than one. Otherwise torch's default.
+    """
+    if threads == "auto":
+        return 1 if os.getloadavg()[0] > (os.cpu_count() or 1) else None
+    return None if threads == "default" else threads
+
+
+def set_threads(threads) -> int | None:
+    """Use ``threads`` (see ``resolve_threads``) intra-op threads; return the resolved value."""
+    resolved = resolve_threads(threads)
+    if resolved is not None:
+        torch.set_num_threads(resolved)
+    return resolved
 
 
 def machine() -> dict:
@@ -91,18 +114,18 @@ class Stopwatch:
         return self.elapsed + running
 
 
-def matmul_gflops(m=32, k=512, n=512, seconds=1.0) -> float:
+def matmul_gflops(m=32, k=512, n=512, seconds=1.0, clock=time.perf_counter) -> float:
     """Best-of-5 float32 GFLOP/s of an (m, k) @ (k, n) product, the RNN step's shape."""
     A, B = torch.randn(m, k), torch.randn(k, n)
     for _ in range(50):  # warm-up: thread pool, caches
         A @ B
     best = 0.0
     for _ in range(5):
-        reps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds / 5:
+        reps, start = 0, clock()
+        while clock() - start < seconds / 5:
             A @ B
             reps += 1
-        best = max(best, 2 * m * k * n * reps / (time.perf_counter() - start) / 1e9)
+        best = max(best, 2 * m * k * n * reps / (clock() - start) / 1e9)
     return best
 
 

@@ -13,13 +13,16 @@ num_steps 35, SGD lr 1, clipping at theta 1, the first 10,000 characters, sequen
 
 Both copies start from the same weights (copied when the shapes line up) and read the same
 batches (same seed for the random offset), and their epochs alternate, so that the load of a
-shared machine falls on both alike. Tokens per second is the median over epochs after the
-first; the final training perplexities must agree within 10%. The fraction of the ceiling is
+shared machine falls on both alike. Each epoch is timed the same way for both (wall clock, or
+with ``--clock cpu`` this process's CPU time) and its tokens counted as they pass; tokens per
+second is the median over epochs after the first. The final training perplexities must agree
+within 10%. The fraction of the ceiling is
 tokens/s x FLOP per token (6 per weight: forward, weight gradient, input gradient) over the
 measured float32 GFLOP/s of a 32x512 @ 512x512 product. ``--profile`` also writes
 torch.profiler tables of both loops under ``benchmarks/out/``.
 
-Last line: ``speedups: rnn_scratch 1.02x, ...`` (course tokens/s over the book's).
+Last line: ``speedups: rnn_scratch 1.02x, ...`` (course tokens/s over the book's). The exit
+status is 1 when some pair of perplexities disagrees by more than 10%.
 """
 
 import argparse
@@ -56,8 +59,12 @@ def parse_args(argv=None):
     parser.add_argument("--solutions", type=Path, default=common.SOLUTIONS,
                         help="folder with the lesson notebooks (default: solutions/)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: one per core)")
+    parser.add_argument("--threads", type=common.threads_option, default="auto",
+                        help="torch threads: a count, 'default' (one per core) or 'auto' "
+                             "(1 when the load average exceeds the cores, else default)")
+    parser.add_argument("--clock", choices=common.CLOCKS, default="wall",
+                        help="wall time, or this process's CPU time (a proxy for a quiet "
+                             "machine when measuring under load with --threads 1)")
     parser.add_argument("--profile", action="store_true",
                         help="also profile two epochs of each loop with torch.profiler")
     return parser.parse_args(argv)
@@ -131,10 +138,10 @@ class BookLoop:
         self.data_iter, _ = book.load_data_time_machine(BATCH, STEPS, False, MAX_TOKENS)
         self.net, self.updater = build_book(book, name, vocab_size, device)
 
-    def epoch(self):
-        """One epoch: (training perplexity, tokens per second)."""
-        return self.book.train_epoch_ch8(self.net, self.data_iter, self.loss, self.updater,
-                                         self.device, False)
+    def epoch(self, batches):
+        """One epoch over ``batches`` (the loader, counted); return the training perplexity."""
+        return self.book.train_epoch_ch8(self.net, batches, self.loss, self.updater,
+                                         self.device, False)[0]
 
 
 class CourseLoop:
@@ -149,10 +156,9 @@ class CourseLoop:
         self.net = build_course(d2l, name, vocab_size, device, folder)
         self.update = torch.optim.SGD(self.net.parameters(), lr=LR).step
 
-    def epoch(self):
-        ppl, speed, _ = self.d2l.train_epoch(self.net, self.data_iter, self.update,
-                                             clip_grad_norm_, THETA, self.device)
-        return ppl, speed
+    def epoch(self, batches):
+        return self.d2l.train_epoch(self.net, batches, self.update, clip_grad_norm_, THETA,
+                                    self.device)[0]
 
 
 def make_loops(name, book, d2l, vocab_size, args, device):
@@ -166,12 +172,35 @@ def make_loops(name, book, d2l, vocab_size, args, device):
     return book_loop, course_loop, copied
 
 
-def run_interleaved(loops, epochs):
+class Counted:
+    """A loader's batches, counting their tokens (other attributes are the loader's, so a
+    loop reading ``use_random_iter`` sees what it expects)."""
+
+    def __init__(self, loader):
+        self.loader, self.tokens = loader, 0
+
+    def __iter__(self):
+        for X, Y in self.loader:
+            self.tokens += X.numel()
+            yield X, Y
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+
+def timed_epoch(loop, clock):
+    """One epoch of ``loop``, timed by the same clock for both loops: (perplexity, tokens/s)."""
+    batches, start = Counted(loop.data_iter), clock()
+    ppl = loop.epoch(batches)
+    return ppl, batches.tokens / (clock() - start)
+
+
+def run_interleaved(loops, epochs, clock):
     """Alternate the loops epoch by epoch; return per-loop lists of (perplexity, tokens/s)."""
     results = {loop.label: [] for loop in loops}
     for epoch in range(epochs):
         for loop in (loops if epoch % 2 == 0 else loops[::-1]):
-            results[loop.label].append(loop.epoch())
+            results[loop.label].append(timed_epoch(loop, clock))
     return results
 
 
@@ -184,8 +213,9 @@ def typical_speed(epochs):
 def compare_model(name, book, d2l, vocab_size, args, device):
     """Train both copies of one model and return its row of results."""
     book_loop, course_loop, copied = make_loops(name, book, d2l, vocab_size, args, device)
-    ceiling = common.matmul_gflops()  # measured next to the run: the load changes
-    results = run_interleaved([book_loop, course_loop], args.epochs)
+    clock = common.CLOCKS[args.clock]
+    ceiling = common.matmul_gflops(clock=clock)  # measured next to the run: the load changes
+    results = run_interleaved([book_loop, course_loop], args.epochs, clock)
     flops = flops_per_token(course_loop.net)
     row = {"model": name, "hidden": MODELS[name][2], "same_init": copied,
            "mflop_per_token": flops / 1e6, "ceiling_gflops": ceiling}
@@ -206,7 +236,7 @@ def profile_loop(loop, name, epochs=2):
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(epochs):
-            loop.epoch()
+            loop.epoch(loop.data_iter)
     path = common.OUT / f"profile_{name}_{loop.label}.txt"
     path.write_text(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
     return path
@@ -227,9 +257,9 @@ def format_row(r):
             "yes" if r["same_init"] else "no"]
 
 
-def report(rows, info, epochs):
+def report(rows, info, epochs, clock):
     """Print the table, warnings for perplexities that disagree, and the speedups line."""
-    print(f"compare_d2l: {epochs} epochs per model, {common.describe(info)}")
+    print(f"compare_d2l: {epochs} epochs per model, {clock} clock, {common.describe(info)}")
     print("ceiling: float32 32x512 @ 512x512 matmul GFLOP/s, measured before each model\n")
     print(common.table([format_row(r) for r in rows], HEADER))
     for r in rows:
@@ -250,9 +280,11 @@ def main(argv=None):
     d2l_reference.check_same_vocab(book, vocab)
     info = common.machine()
     rows = [compare_model(name, book, d2l, len(vocab), args, device) for name in args.models]
-    common.write_json("compare_d2l", {"machine": info, "epochs": args.epochs, "rows": rows})
-    report(rows, info, args.epochs)
+    common.write_json("compare_d2l", {"machine": info, "epochs": args.epochs,
+                                      "clock": args.clock, "rows": rows})
+    report(rows, info, args.epochs, args.clock)
+    return 1 if any(r["ppl_gap"] > AGREEMENT for r in rows) else 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

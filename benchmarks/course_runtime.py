@@ -31,6 +31,9 @@ def parse_args(argv=None):
     parser.add_argument("--lessons", nargs="+", default=None,
                         help="notebook stems to run (default: all in --solutions)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    parser.add_argument("--threads", type=common.threads_option, default="auto",
+                        help="OMP_NUM_THREADS for the kernels: a count, 'default' (torch's, one "
+                             "per core) or 'auto' (1 when the load average exceeds the cores)")
     return parser.parse_args(argv)
 
 
@@ -71,6 +74,9 @@ def run_notebook(path, mode, timeout):
 def main(argv=None):
     args = parse_args(argv)
     common.use_local_book()
+    threads = common.resolve_threads(args.threads)
+    if threads is not None:  # torch in each kernel reads it at start-up
+        os.environ["OMP_NUM_THREADS"] = str(threads)
     info, rows, records = common.machine(), [], []
     for path in notebooks(args.solutions, args.lessons):
         row = [path.stem]
@@ -78,11 +84,13 @@ def main(argv=None):
             seconds, status = run_notebook(path, mode, args.timeout)
             records.append({"lesson": path.stem, "mode": mode, "seconds": seconds,
                             "status": status})
+            print(f"  {path.stem} {mode}: {seconds:.1f} s, {status}", flush=True)
             row += [f"{seconds:.1f}", status]
         rows.append(row)
     totals = {m: sum(r["seconds"] for r in records if r["mode"] == m) for m in args.modes}
-    common.write_json("course_runtime", {"machine": info, "runs": records, "totals": totals})
-    print(f"course_runtime: {common.describe(info)}\n")
+    common.write_json("course_runtime", {"machine": info, "kernel_threads": threads,
+                                         "runs": records, "totals": totals})
+    print(f"course_runtime: kernel threads {threads or 'default'}, {common.describe(info)}\n")
     header = ["lesson"] + [h for m in args.modes for h in (f"{m} s", f"{m} status")]
     rows.append(["total"] + [c for m in args.modes for c in (f"{totals[m]:.1f}", "")])
     print(common.table(rows, header))
