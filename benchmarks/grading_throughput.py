@@ -9,6 +9,8 @@ should earn full marks. The same submissions are then graded
   (default 1 and 2), each into a fresh OUT so nothing is reused, and
 - by plain ``nbgrader autograde <lesson>`` (one call per lesson, every student) in an
   ordinary nbgrader course folder using the project's ``autograder/nbgrader_config.py``.
+  The autograder runs each kernel with one thread; nbgrader's kernels get
+  ``--nbgrader-threads`` (``auto``: one when the machine is loaded, else torch's default).
 
 Times are wall seconds of the whole command. Scores are read back (``grades.csv``, nbgrader's
 gradebook) and totalled, so a fast run that grades wrongly shows. Everything is written
@@ -41,6 +43,9 @@ def parse_args(argv=None):
     parser.add_argument("--lessons", nargs="+", default=None,
                         help="lesson stems (default: every solution with graded cells)")
     parser.add_argument("--work", type=Path, default=common.OUT / "grading")
+    parser.add_argument("--nbgrader-threads", type=common.threads_option, default="auto",
+                        help="OMP_NUM_THREADS of plain nbgrader's kernels: a count, 'default' "
+                             "or 'auto' (1 under load; the autograder's kernels always use 1)")
     parser.add_argument("--skip-nbgrader", action="store_true")
     parser.add_argument("--skip-autograder", action="store_true")
     return parser.parse_args(argv)
@@ -64,11 +69,16 @@ def graded_lessons(stems=None):
     return found
 
 
-def run(cmd, cwd):
-    """Run a command; return (wall seconds, exit status, the tail of its output)."""
+def run(cmd, cwd, threads=None):
+    """Run a command; return (wall seconds, exit status, the tail of its output).
+
+    ``threads``: OMP_NUM_THREADS for it and its kernels (None: leave the default).
+    """
     # nbgrader calls tools of its environment (alembic) by name: put the venv's bin first.
     env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent),
                                                  os.environ.get("PATH", "")]))
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     tail = (done.stdout + done.stderr)[-2000:]
@@ -133,11 +143,11 @@ def autograder_score(grades_csv):
             sum(r["status"] == "graded" for r in rows))
 
 
-def grade_nbgrader(root, lessons):
+def grade_nbgrader(root, lessons, threads):
     """Plain ``nbgrader autograde``, one lesson after another; same return as above."""
     seconds, worst, tails = 0.0, 0, []
     for path in lessons:
-        took, status, tail = run(NBGRADER + ["autograde", path.stem, "--force"], root)
+        took, status, tail = run(NBGRADER + ["autograde", path.stem, "--force"], root, threads)
         seconds, worst = seconds + took, worst or status
         tails.append(tail)
     return seconds, worst, "\n".join(tails)[-2000:], nbgrader_score(root, lessons)
@@ -164,7 +174,8 @@ def measure(args, lessons, class_dir, course_root):
         (f"autograder --jobs {j}", lambda j=j: grade_autograder(
             class_dir, args.work / f"out_jobs{j}", j)) for j in args.jobs]
     if not args.skip_nbgrader:
-        runs.append(("nbgrader autograde", lambda: grade_nbgrader(course_root, lessons)))
+        threads = common.resolve_threads(args.nbgrader_threads)
+        runs.append(("nbgrader autograde", lambda: grade_nbgrader(course_root, lessons, threads)))
     for name, grade in runs:
         seconds, status, tail, score = grade()
         results.append({"grader": name, "seconds": seconds, "exit_status": status,
@@ -200,8 +211,10 @@ def main(argv=None):
     students = [f"student{i:02d}" for i in range(1, args.students + 1)]
     write_class(course_root, lessons, students, class_dir)
     info = common.machine()
+    args.nbgrader_threads = common.resolve_threads(args.nbgrader_threads)  # None: default
     results = measure(args, lessons, class_dir, course_root)
     common.write_json("grading_throughput", {"machine": info, "students": args.students,
+                                             "nbgrader_threads": args.nbgrader_threads,
                                              "lessons": [p.stem for p in lessons],
                                              "results": results})
     report(results, info, args, lessons)
