@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import threading
+import zipfile
 from pathlib import Path
 
 import nbformat
@@ -398,7 +399,9 @@ def test_check_command_on_lesson_01(tmp_path, book, capsys):
 
 def test_without_bubblewrap_limits_apply_and_the_report_says_so(tmp_path, monkeypatch):
     """With bwrap unusable, a tiny lesson still grades (limits only) and every output says
-    the submissions were not sandboxed."""
+    the submissions were not sandboxed. The class comes as a .zip in nbgrader's layout and
+    the gradebook goes to the --db URL."""
+    from nbgrader.api import Gradebook
     from test_release import NAME, tiny_lesson
 
     from autograder import sandbox
@@ -408,11 +411,16 @@ def test_without_bubblewrap_limits_apply_and_the_report_says_so(tmp_path, monkey
     repo = tmp_path / "repo"
     (repo / "solutions").mkdir(parents=True)
     nbformat.write(tiny_lesson(), repo / "solutions" / f"{NAME}.ipynb")
-    (tmp_path / "class" / "alice").mkdir(parents=True)
-    nbformat.write(tiny_lesson(), tmp_path / "class" / "alice" / f"{NAME}.ipynb")
-    assert grade(repo, tmp_path / "class", tmp_path / "out", jobs=1) == 0
+    archive, db = tmp_path / "class.zip", f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(f"submitted/alice/{NAME}/{NAME}.ipynb", nbformat.writes(tiny_lesson()))
+    assert main(["--root", str(repo), "grade", str(archive), "--out", str(tmp_path / "out"),
+                 "--jobs", "1", "--timeout", str(TIMEOUT), "--db", db]) == 0
     row = read_csv(tmp_path / "out" / "grades.csv")["alice"]
     assert (row["status"], row["score"]) == ("graded", "2")
     assert results(tmp_path / "out")["sandbox"].startswith("NO SANDBOX")
     assert "NO SANDBOX (bubblewrap (bwrap) is not installed)" in \
         (tmp_path / "out" / "report.html").read_text()
+    assert not (tmp_path / "out" / "gradebook.db").exists()
+    with Gradebook(db) as gb:
+        assert gb.find_submission(NAME, "alice").score == 2
