@@ -142,15 +142,22 @@ class HideHiddenTests(ClearHiddenTests):
 
 
 def hidden_lines(nb, begin="BEGIN HIDDEN TESTS", end="END HIDDEN TESTS") -> set[str]:
-    """The non-trivial lines (8+ characters, stripped) between hidden-test markers."""
-    found, inside = set(), False
+    """The non-trivial lines (8+ characters, stripped) that only hidden tests contain: a line
+    the student version also shows (``loss.backward()``) is no secret."""
+    hidden, shown = set(), []
     for cell in nb.cells:
+        region = None  # "hidden", "solution" (not shown to students either) or None
         for line in cell.source.split("\n"):
-            if begin in line or end in line:
-                inside = begin in line
-            elif inside and len(line.strip()) >= 8:
-                found.add(line.strip())
-    return found
+            if begin in line or "BEGIN SOLUTION" in line:
+                region = "hidden" if begin in line else "solution"
+            elif end in line or "END SOLUTION" in line:
+                region = None
+            elif region == "hidden" and len(line.strip()) >= 8:
+                hidden.add(line.strip())
+            elif region is None:
+                shown.append(line)
+    shown_text = "\n".join(shown)
+    return {line for line in hidden if line not in shown_text}
 
 
 def redact(text: str, hidden) -> str:

@@ -36,7 +36,7 @@ from autograder.notes import (
 from autograder.release import generate_assignments
 from autograder.submissions import Submission, collect, extract_zip
 
-VERSION = "1"  # bump when grading changes so old results are not reused
+VERSION = "2"  # bump when grading changes so old results are not reused
 
 
 @dataclass
