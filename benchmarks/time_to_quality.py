@@ -170,7 +170,7 @@ def run_recipe(name, d2l, args, device, heldout):
         train_ppl = epoch(Budgeted(loader, run))
         run.clock.stop()
         run.epochs += 1
-    if not run.curve or run.curve[-1]["seconds"] < run.clock.elapsed:  # ended past the budget
+    if not run.curve or run.curve[-1]["seconds"] < args.seconds:  # an epoch ended past it
         run.record()
     return {"recipe": name, "curve": run.curve, "epochs": run.epochs, "train_ppl": train_ppl}
 
