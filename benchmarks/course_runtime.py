@@ -90,9 +90,15 @@ def main(argv=None):
     totals = {m: sum(r["seconds"] for r in records if r["mode"] == m) for m in args.modes}
     common.write_json("course_runtime", {"machine": info, "kernel_threads": threads,
                                          "runs": records, "totals": totals})
-    print(f"course_runtime: kernel threads {threads or 'default'}, {common.describe(info)}\n")
-    header = ["lesson"] + [h for m in args.modes for h in (f"{m} s", f"{m} status")]
-    rows.append(["total"] + [c for m in args.modes for c in (f"{totals[m]:.1f}", "")])
+    report(rows, totals, args.modes, f"kernel threads {threads or 'default'}, "
+           f"{common.describe(info)}")
+
+
+def report(rows, totals, modes, conditions):
+    """The table of lessons and modes, a total row, and the full course's time last."""
+    print(f"course_runtime: {conditions}\n")
+    header = ["lesson"] + [h for m in modes for h in (f"{m} s", f"{m} status")]
+    rows.append(["total"] + [c for m in modes for c in (f"{totals[m]:.1f}", "")])
     print(common.table(rows, header))
     if "full" in totals:
         print(f"full course: {totals['full']:.0f} s")
