@@ -6,10 +6,12 @@ Autograde runs the notebook in the sandbox kernel, GenerateFeedback writes the H
 ``result.json`` (written last, atomically) is what the parent merges into the gradebook.
 """
 
+import ctypes
 import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -45,6 +47,8 @@ from autograder.execute import (
     redact,
 )
 from autograder.notes import graded_order
+
+PR_SET_PDEATHSIG = 1
 
 
 def job_config(job: dict, runtime: Path):
@@ -187,7 +191,14 @@ def submission_notes_after(nb) -> list[str]:
     return list(dict.fromkeys(notes))
 
 
+def die_with_parent() -> None:
+    """Ask Linux to kill this worker (and so, through bwrap, its kernel) if the grader dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
 def main(argv: list[str]) -> int:
+    die_with_parent()
     warnings.filterwarnings("ignore", module="nbgrader.api")  # SQLAlchemy noise from nbgrader
     job_dir = Path(argv[0])
     result = grade_job(job_dir)

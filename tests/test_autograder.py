@@ -105,6 +105,16 @@ finally:
 """
 
 
+def warn_inside(answer: str) -> str:
+    """The answer, made to emit a UserWarning whenever a test calls it (stderr in a test cell
+    zeroes it in plain nbgrader)."""
+    lines = answer.split("\n")
+    at = next(i for i, line in enumerate(lines) if "BEGIN SOLUTION" in line)
+    indent = lines[at][: len(lines[at]) - len(lines[at].lstrip())]
+    lines.insert(at + 1, f"{indent}__import__('warnings').warn('old API', UserWarning)")
+    return "\n".join(lines)
+
+
 def network_probe(port: int) -> str:
     return ("import socket\n"
             "try:\n"
@@ -133,6 +143,8 @@ def build_class(folder: Path, sol, course, port: int) -> dict:
     duplicated.cells[answer + 1].id = "copy-of-the-answer"
     secrets = [ROOT / "solutions" / f"{LESSON}.ipynb", folder.parent / "out2" / "gradebook.db",
                folder / "correct" / f"{LESSON}.ipynb", Path.home() / ".bashrc"]
+    warns = copy.deepcopy(good)
+    warns.cells[answer].source = warn_inside(warns.cells[answer].source)
     cases = {
         "correct": (good, "graded", top, None),
         "partly_wrong": (partly, "graded", points_until(good, last_answer), None),
@@ -149,6 +161,7 @@ def build_class(folder: Path, sol, course, port: int) -> dict:
         "network": (insert(good, k + 1, network_probe(port)), "graded", top, None),
         "huge_output": (insert(good, k + 1, "print('x' * 10_000_000)"), "graded", top,
                         "truncated"),
+        "warns": (warns, "graded", top, None),
         "sys_exit": (insert(good, k + 1, "import sys\nsys.exit(3)"), "crashed", after_first,
                      None),
         "os_exit": (insert(good, k + 1, "import os\nos._exit(1)"), "crashed", after_first,
@@ -173,7 +186,8 @@ def build_class(folder: Path, sol, course, port: int) -> dict:
 
 CASES = ["correct", "partly_wrong", "blank", "edited_test", "deleted_test", "duplicated",
          "infinite_loop", "ignores_interrupt", "memory_bomb", "fork_bomb", "reads_files",
-         "network", "huge_output", "sys_exit", "os_exit", "segfault", "invalid_json", "empty"]
+         "network", "huge_output", "warns", "sys_exit", "os_exit", "segfault", "invalid_json",
+         "empty"]
 SUBSET = ["correct", "partly_wrong", "os_exit"]  # graded again with --jobs 1
 
 
