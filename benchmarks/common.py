@@ -91,6 +91,16 @@ def write_json(name: str, payload: dict) -> Path:
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
+def add_timing_options(parser) -> None:
+    """``--threads`` and ``--clock``, shared by the training benchmarks."""
+    parser.add_argument("--threads", type=threads_option, default="auto",
+                        help="torch threads: a count, 'default' (one per core) or 'auto' "
+                             "(1 when the load average exceeds the cores, else default)")
+    parser.add_argument("--clock", choices=CLOCKS, default="wall",
+                        help="wall time, or this process's CPU time (a proxy for a quiet "
+                             "machine when measuring under load with --threads 1)")
+
+
 class Stopwatch:
     """Accumulates time only while running, so evaluation can be left off the clock.
 

@@ -59,12 +59,7 @@ def parse_args(argv=None):
     parser.add_argument("--solutions", type=Path, default=common.SOLUTIONS,
                         help="folder with the lesson notebooks (default: solutions/)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=common.threads_option, default="auto",
-                        help="torch threads: a count, 'default' (one per core) or 'auto' "
-                             "(1 when the load average exceeds the cores, else default)")
-    parser.add_argument("--clock", choices=common.CLOCKS, default="wall",
-                        help="wall time, or this process's CPU time (a proxy for a quiet "
-                             "machine when measuring under load with --threads 1)")
+    common.add_timing_options(parser)
     parser.add_argument("--profile", action="store_true",
                         help="also profile two epochs of each loop with torch.profiler")
     return parser.parse_args(argv)

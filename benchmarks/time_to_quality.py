@@ -45,12 +45,7 @@ def parse_args(argv=None):
     parser.add_argument("--num-hiddens", type=int, default=256, help="the course recipe's units")
     parser.add_argument("--iteration", choices=("random", "sequential"), default="random",
                         help="the course recipe's sampling (lesson 05 uses random)")
-    parser.add_argument("--threads", type=common.threads_option, default="auto",
-                        help="torch threads: a count, 'default' (one per core) or 'auto' "
-                             "(1 when the load average exceeds the cores, else default)")
-    parser.add_argument("--clock", choices=common.CLOCKS, default="wall",
-                        help="wall time, or this process's CPU time (a proxy for a quiet "
-                             "machine when measuring under load with --threads 1)")
+    common.add_timing_options(parser)
     parser.add_argument("--seed", type=int, default=0)
     return parser.parse_args(argv)
 

@@ -5,6 +5,7 @@ ipywidgets is imported inside the constructors so that ``import d2lmini`` stays 
 """
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 __all__ = ["TrainingConfig", "TrainingPanel", "GenerationPanel"]
@@ -45,33 +46,13 @@ class TrainingPanel:
                  corpus_sizes=None):
         import ipywidgets as w
 
-        self.on_train, self.runs = on_train, 0
-        style, layout = {"description_width": "110px"}, w.Layout(width="420px")
-        self.controls = {
-            "lr": w.FloatLogSlider(value=defaults.lr, base=10, min=-3, max=1.5, step=0.1,
-                                   description="learning rate", style=style, layout=layout),
-            "theta": w.FloatLogSlider(value=defaults.theta, base=10, min=-2, max=3, step=0.25,
-                                      description="clipping θ", style=style, layout=layout),
-            "num_steps": w.IntSlider(value=defaults.num_steps, min=5, max=100, step=5,
-                                     description="num_steps", style=style, layout=layout),
-            "num_hiddens": w.IntSlider(value=defaults.num_hiddens, min=16, max=512, step=16,
-                                       description="hidden size", style=style, layout=layout),
-            "num_epochs": w.IntSlider(value=defaults.num_epochs, min=1, max=200,
-                                      description="epochs", style=style, layout=layout),
-            "use_random_iter": w.ToggleButtons(
-                options=[("sequential", False), ("random", True)],
-                value=defaults.use_random_iter, description="iteration", style=style),
-        }
-        if models:
-            self.controls["model"] = w.ToggleButtons(
-                options=list(models), value=defaults.model if defaults.model in models
-                else models[0], description="model", style=style)
-        self.controls.update(_extra_choices(w, defaults, optimizers, corpus_sizes, style))
+        self.on_train, self.runs, self.defaults = on_train, 0, defaults
+        self.controls = _sliders(w, defaults) | _choices(
+            w, defaults, model=models, optimizer=optimizers, max_tokens=corpus_sizes)
         self.button = w.Button(description="Train", button_style="primary", icon="play")
         self.button.on_click(lambda _: self.train())
         self.output = w.Output()
         self.widget = w.VBox([*self.controls.values(), self.button, self.output])
-        self.defaults = defaults
 
     def config(self) -> TrainingConfig:
         """The hyperparameters the controls show now."""
@@ -98,19 +79,45 @@ class TrainingPanel:
         return self.widget._repr_mimebundle_(**kwargs)
 
 
-def _extra_choices(w, defaults, optimizers, corpus_sizes, style):
-    """The optional optimizer toggle and training-text dropdown of a TrainingPanel."""
+_STYLE = {"description_width": "110px"}
+
+
+def _sliders(w, defaults):
+    """The numeric hyperparameters and the iteration mode, keyed by TrainingConfig field."""
+    layout = w.Layout(width="420px")
+    log_slider = functools.partial(w.FloatLogSlider, base=10, style=_STYLE, layout=layout)
+    int_slider = functools.partial(w.IntSlider, style=_STYLE, layout=layout)
+    return {
+        "lr": log_slider(value=defaults.lr, min=-3, max=1.5, step=0.1,
+                         description="learning rate"),
+        "theta": log_slider(value=defaults.theta, min=-2, max=3, step=0.25,
+                            description="clipping θ"),
+        "num_steps": int_slider(value=defaults.num_steps, min=5, max=100, step=5,
+                                description="num_steps"),
+        "num_hiddens": int_slider(value=defaults.num_hiddens, min=16, max=512, step=16,
+                                  description="hidden size"),
+        "num_epochs": int_slider(value=defaults.num_epochs, min=1, max=200,
+                                 description="epochs"),
+        "use_random_iter": w.ToggleButtons(options=[("sequential", False), ("random", True)],
+                                           value=defaults.use_random_iter,
+                                           description="iteration", style=_STYLE),
+    }
+
+
+def _choices(w, defaults, **choices):
+    """A toggle per optional choice that was given (a dropdown for training-text sizes)."""
     controls = {}
-    if optimizers:
-        controls["optimizer"] = w.ToggleButtons(
-            options=list(optimizers), description="optimizer", style=style,
-            value=defaults.optimizer if defaults.optimizer in optimizers else optimizers[0])
-    if corpus_sizes:
-        options = [("whole book" if n < 0 else f"{n:,} tokens", n) for n in corpus_sizes]
-        controls["max_tokens"] = w.Dropdown(
-            options=options, description="training text", style=style,
-            value=defaults.max_tokens if defaults.max_tokens in corpus_sizes
-            else corpus_sizes[0])
+    for field, options in choices.items():
+        if not options:
+            continue
+        value = getattr(defaults, field) if getattr(defaults, field) in options else options[0]
+        if field == "max_tokens":  # token counts read better with labels
+            labelled = [("whole book" if n < 0 else f"{n:,} tokens", n) for n in options]
+            controls[field] = w.Dropdown(options=labelled, value=value,
+                                         description="training text", style=_STYLE)
+        else:
+            controls[field] = w.ToggleButtons(options=list(options), value=value,
+                                              description=field, style=_STYLE)
     return controls
 
 
