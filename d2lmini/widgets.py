@@ -59,6 +59,11 @@ class TrainingPanel:
         values = {name: control.value for name, control in self.controls.items()}
         return dataclasses.replace(self.defaults, **values)
 
+    def describe(self) -> str:
+        """The settings the controls show, e.g. ``lr=0.316, theta=1, num_steps=35, ...``."""
+        return ", ".join(f"{name}={control.value:.3g}" if isinstance(control.value, float)
+                         else f"{name}={control.value}" for name, control in self.controls.items())
+
     def train(self):
         """What the Train button does: clear the output area and run ``on_train`` in it."""
         from IPython.display import clear_output
@@ -70,7 +75,7 @@ class TrainingPanel:
         try:
             with self.output:
                 clear_output(wait=True)
-                print(f"Run {self.runs}: {self.config()}")
+                print(f"Run {self.runs}: {self.describe()}")
                 return self.on_train(self.config())
         finally:
             IN_WIDGET_OUTPUT.reset(inside)

@@ -102,7 +102,7 @@ def test_plot_and_heatmap_label_their_axes():
     assert [t.get_text() for t in axes.get_xticklabels()] == list("abcdef")
 
 
-def test_training_panel_builds_without_training_and_trains_on_click():
+def test_training_panel_builds_without_training_and_trains_on_click(capsys):
     calls = []
     panel = d2l.TrainingPanel(calls.append, d2l.TrainingConfig(num_epochs=3),
                               models=("rnn", "lstm"))
@@ -116,6 +116,8 @@ def test_training_panel_builds_without_training_and_trains_on_click():
     panel.button.click()
     assert calls == [d2l.TrainingConfig(num_epochs=3, num_hiddens=64, use_random_iter=True,
                                         model="lstm")]
+    assert "Run 1: lr=1, theta=1, num_steps=35, num_hiddens=64, num_epochs=3, " \
+           "use_random_iter=True, model=lstm" in capsys.readouterr().out
     assert "application/vnd.jupyter.widget-view+json" in panel._repr_mimebundle_()
 
 
