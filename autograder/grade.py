@@ -11,9 +11,9 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -24,7 +24,7 @@ from pathlib import Path
 import nbformat
 from nbgrader.api import Gradebook
 
-from autograder import report, sandbox
+from autograder import pool, report, sandbox
 from autograder.config import CONFIG_FILE, SOLUTIONS, lessons
 from autograder.gradebook import max_points, merge_result, sync_lessons
 from autograder.notes import (
@@ -37,6 +37,8 @@ from autograder.release import generate_assignments
 from autograder.submissions import Submission, collect, extract_zip
 
 VERSION = "2"  # bump when grading changes so old results are not reused
+WARM_HOME = "home"  # in the template: what every sandbox home starts with
+MPLCONFIG = ".matplotlib"  # MPLCONFIGDIR under the home (sandbox.kernel_env)
 
 
 @dataclass
@@ -84,18 +86,47 @@ def unpack(opts: Options) -> tuple[Path, list[dict]]:
 
 
 def prepare_template(opts: Options) -> Path:
-    """A course folder with every lesson generated (source, release, gradebook), cached."""
+    """A course folder with every lesson generated (source, release, gradebook) and a warm
+    matplotlib cache; cached across runs (keyed by the solutions, config and VERSION)."""
     solutions = opts.root / SOLUTIONS
-    template = opts.work / "template"
     stamp = digest(VERSION, CONFIG_FILE.read_bytes(),
                    *[p.read_bytes() for p in sorted(solutions.glob("*.ipynb"))])
+    template = template_cache() / f"template-{stamp[:24]}"
     if (template / "fingerprint").is_file() and (template / "fingerprint").read_text() == stamp:
         return template
-    shutil.rmtree(template, ignore_errors=True)
-    template.mkdir(parents=True)
-    generate_assignments(solutions, template)
-    (template / "fingerprint").write_text(stamp)
+    template.parent.mkdir(parents=True, exist_ok=True)
+    building = Path(tempfile.mkdtemp(prefix="building-", dir=template.parent))
+    try:
+        generate_assignments(solutions, building)
+        warm_matplotlib(building / WARM_HOME)
+        (building / "fingerprint").write_text(stamp)
+        if not (template / "fingerprint").is_file():
+            shutil.rmtree(template, ignore_errors=True)  # a half-built one: never used
+        building.rename(template)  # atomic; a concurrent run may have won: use its copy
+    except OSError:
+        if not (template / "fingerprint").is_file():
+            raise
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
     return template
+
+
+def template_cache() -> Path:
+    """Where generated templates are kept (``$AUTOGRADER_CACHE``, else the user's cache)."""
+    base = os.environ.get("AUTOGRADER_CACHE") or os.environ.get("XDG_CACHE_HOME")
+    return (Path(base) if base else Path.home() / ".cache") / "autograder"
+
+
+def warm_matplotlib(home: Path) -> None:
+    """Build matplotlib's font list once (seconds of CPU), so every kernel's fresh home
+    starts with it instead of rebuilding it; ``home`` is copied into each sandbox home."""
+    config = home / MPLCONFIG
+    config.mkdir(parents=True)
+    env = os.environ | {"HOME": str(home), "MPLCONFIGDIR": str(config), "MPLBACKEND": "Agg"}
+    code = ("import io, matplotlib.pyplot as plt; fig = plt.figure(); plt.plot([0, 1]); "
+            "plt.title('warm'); fig.savefig(io.BytesIO(), format='png')")
+    subprocess.run([sys.executable, "-c", code], env=env, check=False,  # cold is still fine
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def read_submission(path: Path):
@@ -117,7 +148,8 @@ class Grader:
         self.opts, self.template = opts, template
         self.sandboxed = sandbox.bwrap_problem() is None
         self.book = Path(_book_folder())
-        self.running: set[subprocess.Popen] = set()
+        self.running: set[pool.Worker] = set()
+        self.local = threading.local()
         self.lock = threading.Lock()
         self.reused = 0
 
@@ -161,7 +193,7 @@ class Grader:
         submitted = course / "submitted" / sub.student / lesson
         submitted.mkdir(parents=True)
         nbformat.write(nb, submitted / f"{lesson}.ipynb")
-        (job_dir / "home").mkdir()
+        shutil.copytree(self.template / WARM_HOME, job_dir / "home")
         job = {"student": sub.student, "lesson": lesson, "course": str(course),
                "home": str(job_dir / "home"), "book": str(self.book),
                "timeout": self.opts.timeout, "limits": asdict(self.opts.limits),
@@ -199,40 +231,39 @@ class Grader:
             slots.append(slot)
 
     def run_worker(self, sub: Submission, job_dir: Path, stamp: str) -> dict:
-        command = [sys.executable, "-m", "autograder.worker", str(job_dir)]
-        log = open(job_dir / "worker.log", "wb")  # noqa: SIM115  (closed below)
-        proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        with self.lock:
-            self.running.add(proc)
-        try:
-            proc.wait(timeout=self.opts.deadline)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
+        """Grade the job in this thread's long-lived worker (a fresh one if it is gone)."""
+        outcome = self.worker().grade(job_dir, self.opts.deadline)
+        if outcome == pool.LATE:
             return self.write_result(job_dir, self.empty_result(
                 sub, "timeout", f"grading took longer than {self.opts.deadline} s", stamp))
-        finally:
-            log.close()
-            with self.lock:
-                self.running.discard(proc)
         if (job_dir / "result.json").is_file():
             return json.loads((job_dir / "result.json").read_text())
-        tail = (job_dir / "worker.log").read_text(errors="replace").strip().splitlines()[-3:]
+        log = job_dir / "worker.log"
+        text = log.read_text(errors="replace") if log.is_file() else ""
+        tail = text.strip().splitlines()[-3:]
         return self.empty_result(sub, "error", "the grader failed: " + " | ".join(tail), stamp)
+
+    def worker(self) -> pool.Worker:
+        """This thread's worker (it dies with the thread that started it: PDEATHSIG)."""
+        worker = getattr(self.local, "worker", None)
+        if worker is None or not worker.usable():
+            worker = self.local.worker = pool.Worker()
+            with self.lock:
+                self.running.add(worker)
+        return worker
+
+    def close_workers(self) -> None:
+        """End every worker once no job is left."""
+        with self.lock:
+            workers, self.running = list(self.running), set()
+        for worker in workers:
+            worker.close()
 
     def stop(self) -> None:
         """Kill every running worker (and with it, its kernel): an interrupted run."""
         with self.lock:
-            for proc in self.running:
-                _kill(proc)
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
+            for worker in self.running:
+                worker.kill()
 
 
 def _book_folder() -> str:
@@ -251,8 +282,8 @@ def run_all(grader: Grader, subs: list[Submission], jobs: int) -> list[dict]:
     results = {(s.student, s.lesson): p for s, p in planned if isinstance(p, dict)}
     slots = list(range(jobs))
     bar = tqdm(total=len(pending), desc="grading", unit="submission", file=sys.stderr)
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(grader.run, sub, job, slots): sub for sub, job in pending}
+    with ThreadPoolExecutor(max_workers=jobs) as executor:
+        futures = {executor.submit(grader.run, sub, job, slots): sub for sub, job in pending}
         try:
             for future in as_completed(futures):
                 sub = futures[future]
@@ -261,6 +292,8 @@ def run_all(grader: Grader, subs: list[Submission], jobs: int) -> list[dict]:
         except BaseException:
             grader.stop()
             raise
+        finally:
+            grader.close_workers()
     bar.close()
     return [results[(s.student, s.lesson)] for s in subs]
 

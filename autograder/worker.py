@@ -15,6 +15,7 @@ import signal
 import sys
 import tempfile
 import time
+import traceback
 import warnings
 from pathlib import Path
 
@@ -79,9 +80,10 @@ def prepare_kernel(job: dict, runtime: Path) -> None:
     env = {} if job["sandboxed"] else sandbox.kernel_env(False, home, book)
     sandbox.write_kernelspec(runtime, argv, env)
     os.environ["JUPYTER_PATH"] = str(runtime)
+    os.environ.pop("AUTOGRADER_KERNEL_UID", None)  # a serving worker grades many jobs
     if limits.uid is not None:
         os.environ["AUTOGRADER_KERNEL_UID"] = str(limits.uid)
-        for path in (runtime, home):
+        for path in (runtime, *home.rglob("*"), home):  # home may hold a warm matplotlib cache
             os.chown(path, limits.uid, limits.uid)
 
 
@@ -197,14 +199,51 @@ def die_with_parent() -> None:
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def main(argv: list[str]) -> int:
-    die_with_parent()
-    warnings.filterwarnings("ignore", module="nbgrader.api")  # SQLAlchemy noise from nbgrader
-    job_dir = Path(argv[0])
+def finish_job(job_dir: Path) -> None:
+    """Grade one job and write its ``result.json``."""
     result = grade_job(job_dir)
     partial = job_dir / "result.json.part"
     partial.write_text(json.dumps(result, indent=1))
     partial.replace(job_dir / "result.json")  # atomic: a half-written result never counts
+
+
+def log_to(path: Path) -> None:
+    """Send this process's stdout and stderr (and so its kernel's) to ``path``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def serve(reply_fd: int) -> int:
+    """Grade the job folders named on stdin, one per line, one after another (nbgrader is
+    imported once); after each, write ``next`` on ``reply_fd``. A job that raises writes
+    ``exit`` and ends the process (the parent starts a fresh one), as a one-job worker did."""
+    os.set_inheritable(reply_fd, False)  # kernels must not be able to answer for us
+    replies = os.fdopen(reply_fd, "w", buffering=1)
+    for line in sys.stdin:
+        job_dir = Path(line.strip())
+        log_to(job_dir / "worker.log")
+        try:
+            finish_job(job_dir)
+        except Exception:
+            traceback.print_exc()
+            sys.stderr.flush()
+            replies.write("exit\n")
+            return 1
+        replies.write("next\n")
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    """``JOB_DIR``: grade one job; ``--serve FD``: grade jobs named on stdin (see serve)."""
+    die_with_parent()
+    warnings.filterwarnings("ignore", module="nbgrader.api")  # SQLAlchemy noise from nbgrader
+    if argv[0] == "--serve":
+        return serve(int(argv[1]))
+    finish_job(Path(argv[0]))
     return 0
 
 

@@ -2,6 +2,7 @@
 hiding hidden tests, output caps, statuses, the sandbox's command line and the report."""
 
 import copy
+import sys
 import zipfile
 from pathlib import Path, PurePosixPath
 
@@ -178,3 +179,68 @@ def test_check_verdicts_flag_failing_solutions_and_free_points():
 
     assert verdicts([result("solutions", 1.0), result("course", 0.0)]) == []
     assert len(verdicts([result("solutions", 0.0), result("course", 1.0)])) == 2
+
+
+FAKE_SERVER = '''
+import os, sys, time
+replies = os.fdopen(int(sys.argv[2]), "w", buffering=1)
+for line in sys.stdin:
+    job = line.strip()
+    if job.endswith("die"):
+        os._exit(3)
+    if job.endswith("hang"):
+        time.sleep(600)
+    with open(os.path.join(job, "result.json"), "w") as f:
+        f.write(str(os.getpid()))
+    replies.write("next\\n")
+'''
+
+
+def _fake_worker(tmp_path):
+    from autograder.pool import Worker
+
+    script = tmp_path / "server.py"
+    script.write_text(FAKE_SERVER)
+    return Worker([sys.executable, str(script)])
+
+
+def _job(tmp_path, name):
+    (tmp_path / name).mkdir()
+    return tmp_path / name
+
+
+def test_worker_is_reused_for_consecutive_jobs(tmp_path):
+    """One serving process grades job after job (nbgrader is imported once)."""
+    from autograder.pool import DONE
+
+    worker = _fake_worker(tmp_path)
+    first, second = _job(tmp_path, "a"), _job(tmp_path, "b")
+    assert worker.grade(first, 30) == DONE and worker.grade(second, 30) == DONE
+    pids = {(first / "result.json").read_text(), (second / "result.json").read_text()}
+    assert pids == {str(worker.proc.pid)} and worker.usable()
+    worker.close()
+    assert not worker.usable()
+
+
+def test_worker_dying_or_late_is_killed_and_replaced(tmp_path):
+    """A worker that dies mid-job reports DIED, one past the deadline is killed (LATE); a
+    fresh worker then grades the next job."""
+    from autograder.pool import DIED, DONE, LATE
+
+    dying = _fake_worker(tmp_path)
+    assert dying.grade(_job(tmp_path, "die"), 30) == DIED and not dying.usable()
+    late = _fake_worker(tmp_path)
+    assert late.grade(_job(tmp_path, "hang"), 1) == LATE
+    assert not late.usable() and late.proc.returncode is not None
+    fresh = _fake_worker(tmp_path)
+    assert fresh.grade(_job(tmp_path, "next"), 30) == DONE
+    assert (tmp_path / "next" / "result.json").read_text() == str(fresh.proc.pid)
+    fresh.close()
+
+
+def test_template_home_has_a_warm_matplotlib_cache(tmp_path):
+    """The font list matplotlib builds on first import is made once and copied to homes."""
+    from autograder.grade import MPLCONFIG, warm_matplotlib
+
+    warm_matplotlib(tmp_path / "home")
+    assert list((tmp_path / "home" / MPLCONFIG).glob("fontlist-*.json"))
