@@ -22,9 +22,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import nbformat
+import nbgrader
 from nbgrader.api import Gradebook
 
-from autograder import pool, report, sandbox
+from autograder import pool, release, report, sandbox
 from autograder.config import CONFIG_FILE, SOLUTIONS, lessons
 from autograder.gradebook import max_points, merge_result, sync_lessons
 from autograder.notes import (
@@ -89,7 +90,8 @@ def prepare_template(opts: Options) -> Path:
     """A course folder with every lesson generated (source, release, gradebook) and a warm
     matplotlib cache; cached across runs (keyed by the solutions, config and VERSION)."""
     solutions = opts.root / SOLUTIONS
-    stamp = digest(VERSION, CONFIG_FILE.read_bytes(),
+    generator = Path(release.__file__).read_bytes()  # a changed generator: a new template
+    stamp = digest(VERSION, CONFIG_FILE.read_bytes(), generator, nbgrader.__version__,
                    *[p.read_bytes() for p in sorted(solutions.glob("*.ipynb"))])
     template = template_cache() / f"template-{stamp[:24]}"
     if (template / "fingerprint").is_file() and (template / "fingerprint").read_text() == stamp:

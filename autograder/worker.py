@@ -162,9 +162,11 @@ def grade_job(job_dir: Path) -> dict:
         prepare_kernel(job, runtime)
         config = job_config(job, runtime)
         run_nbgrader(Autograde, config)
+        timeline("autograded", started)
         graded = course / "autograded" / student / lesson / f"{lesson}.ipynb"
         nb = nbformat.read(graded, as_version=4)
         run_nbgrader(GenerateFeedback, config)
+        timeline("feedback written", started)
     finally:
         shutil.rmtree(runtime, ignore_errors=True)
     status, reason = status_of(nb)
@@ -179,6 +181,12 @@ def grade_job(job_dir: Path) -> dict:
             "max_score": sum(r["max_points"] for r in cells),
             "feedback": str(course / "feedback" / student / lesson / f"{lesson}.html"),
             "seconds": round(time.monotonic() - started, 1), "fingerprint": job["fingerprint"]}
+
+
+def timeline(step: str, started: float) -> None:
+    """A line in worker.log: where a job's seconds go (worker.log is the instructor's)."""
+    print(f"[autograder] {step} after {time.monotonic() - started:.1f} s", file=sys.stderr,
+          flush=True)
 
 
 def submission_notes_after(nb) -> list[str]:
