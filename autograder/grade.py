@@ -310,9 +310,11 @@ def grade(opts: Options) -> dict:
     template = prepare_template(opts)
     grader = Grader(opts, template)
     db_url = opts.db_url or f"sqlite:///{(opts.out / 'gradebook.db').resolve()}"
-    sync_lessons(f"sqlite:///{template / 'gradebook.db'}", db_url,
-                 sorted({s.lesson for s in subs}))
-    results = run_all(grader, subs, max(1, opts.jobs))
+    with ThreadPoolExecutor(max_workers=1) as side:  # seconds (alembic); needed only to merge
+        synced = side.submit(sync_lessons, f"sqlite:///{template / 'gradebook.db'}", db_url,
+                             sorted({s.lesson for s in subs}))
+        results = run_all(grader, subs, max(1, opts.jobs))
+        synced.result()
     with Gradebook(db_url) as gb:
         for result in results:
             merge_result(gb, result)
