@@ -1,6 +1,7 @@
 """What is unusual about a submission before it runs: duplicated, deleted or edited cells,
 and grading metadata nbgrader would reject. Each note is a sentence for the report."""
 
+import copy
 from collections import Counter
 
 from nbgrader import utils
@@ -77,3 +78,31 @@ def _is_edited_test(cell, expected) -> bool:
         return utils.compute_checksum(cell) != original.metadata.nbgrader["checksum"]
     except (KeyError, ValueError, TypeError):
         return True
+
+
+def restore_locked_cells(nb, release) -> list[str]:
+    """Put back read-only cells a student deleted, where they stood in the student version.
+
+    nbgrader's ``add_missing_cells`` restores only graded and task cells, yet tests may rely on
+    a locked helper cell (lesson 04's fake models, lesson 05's LSTM helpers). Once back, nbgrader
+    overwrites its source from the gradebook like any other locked cell.
+    """
+    present, notes, after = set(grade_ids(nb)), [], None
+    for cell in release.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid is None:
+            continue
+        if gid not in present and utils.is_locked(cell) and not utils.is_grade(cell):
+            nb.cells.insert(_position_after(nb, after), copy.deepcopy(cell))
+            notes.append(f"read-only cell '{gid}' was deleted: it was restored before grading")
+        if gid in present or utils.is_locked(cell):
+            after = gid
+    return notes
+
+
+def _position_after(nb, grade_id) -> int:
+    """The index just after the cell with ``grade_id`` (0 when None or absent)."""
+    for index, cell in enumerate(nb.cells):
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
+            return index + 1
+    return 0
