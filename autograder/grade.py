@@ -31,13 +31,14 @@ from autograder.gradebook import max_points, merge_result, sync_lessons
 from autograder.notes import (
     drop_duplicates,
     graded_order,
+    restore_locked_cells,
     strip_invalid_metadata,
     submission_notes,
 )
 from autograder.release import generate_assignments
 from autograder.submissions import Submission, collect, extract_zip
 
-VERSION = "2"  # bump when grading changes so old results are not reused
+VERSION = "3"  # bump when grading changes so old results are not reused
 WARM_HOME = "home"  # in the template: what every sandbox home starts with
 MPLCONFIG = ".matplotlib"  # MPLCONFIGDIR under the home (sandbox.kernel_env)
 
@@ -190,7 +191,9 @@ class Grader:
                         course / "source" / lesson / f"{lesson}.ipynb")
         shutil.copyfile(self.template / "gradebook.db", course / "gradebook.db")
         release = nbformat.read(self.template / "release" / lesson / f"{lesson}.ipynb", 4)
-        notes = strip_invalid_metadata(nb) + submission_notes(nb, release)
+        # helper cells first, so a deleted one is reported as restored, not as a lost answer
+        notes = (strip_invalid_metadata(nb) + restore_locked_cells(nb, release)
+                 + submission_notes(nb, release))
         drop_duplicates(nb)
         submitted = course / "submitted" / sub.student / lesson
         submitted.mkdir(parents=True)
