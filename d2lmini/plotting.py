@@ -45,6 +45,7 @@ class LivePlot:
         for label, (xs, ys) in curves.items():
             self.axes.plot(xs, ys, label=label, marker="." if len(xs) < 30 else None)
         self.axes.set(**self.labels)
+        _plain_ticks(self.axes)
         self.axes.grid(alpha=0.3)
         self.axes.legend()
         if _in_kernel():
@@ -82,6 +83,16 @@ class LivePlot:
     def save(self, path):
         """Write the figure to ``path`` (PNG, SVG or PDF by its suffix)."""
         self.figure.savefig(path)
+
+
+def _plain_ticks(axes):
+    """Whole numbers on x (epochs, steps) and plain numbers on a log y axis (5, 10, 20)."""
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if axes.get_yscale() == "log":
+        axes.yaxis.set_major_formatter(ScalarFormatter())
+        axes.yaxis.set_minor_formatter(ScalarFormatter())
 
 
 def plot(xs, ys, *, xlabel, ylabel, title, legend=None, xscale="linear", yscale="linear",

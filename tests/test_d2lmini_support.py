@@ -87,6 +87,10 @@ def test_live_plot_works_headless_and_saves_a_png(tmp_path):
     assert (tmp_path / "curve.png").stat().st_size > 1000
     assert [line.get_label() for line in plot.axes.get_lines()] == ["train", "held-out"]
     assert plot.axes.get_xlabel() == "epoch" and plot.axes.get_ylabel() == "perplexity"
+    plot.figure.canvas.draw()
+    assert all(float(t.get_text()).is_integer() for t in plot.axes.get_xticklabels()
+               if t.get_text())
+    assert "10^" not in "".join(t.get_text() for t in plot.axes.get_yticklabels(which="both"))
 
 
 def test_plot_and_heatmap_label_their_axes():
