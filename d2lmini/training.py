@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils import clip_grad_norm_, get_total_norm
 
-from d2lmini.data import _positive_int
+from d2lmini.data import _positive_int, seq_data_iter_sequential
 
 __all__ = ["History", "sgd", "predict_greedy", "evaluate_perplexity", "train_epoch", "train"]
 
@@ -72,8 +72,6 @@ def evaluate_perplexity(net, tokens, batch_size, num_steps, device=None):
     Returns:
         exp(mean cross-entropy per predicted token), a float.
     """
-    from d2lmini.data import seq_data_iter_sequential
-
     device = device or _device_of(net)
     total, count, state = torch.zeros((), device=device), 0, None
     for X, Y in seq_data_iter_sequential(tokens, batch_size, num_steps, offset=0):
