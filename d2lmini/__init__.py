@@ -36,6 +36,10 @@ from d2lmini.models import (
     RNNModel,
     RNNModelScratch,
 )
+from d2lmini.ngram import (
+    KneserNeyModel,
+    best_kneser_ney,
+)
 from d2lmini.plotting import (
     LivePlot,
     heatmap,
@@ -80,6 +84,8 @@ __all__ = [
     "load_data_time_machine",
     "RNNModelScratch",
     "RNNModel",
+    "KneserNeyModel",
+    "best_kneser_ney",
     "LivePlot",
     "plot",
     "heatmap",
