@@ -13,8 +13,8 @@ import torch
 
 __all__ = [
     "DATA_ENV", "DATA_URL", "SHA1", "time_machine_path", "read_time_machine", "tokenize",
-    "Vocab", "load_corpus_time_machine", "split_heldout", "seq_data_iter_random",
-    "seq_data_iter_sequential", "SeqDataLoader", "load_data_time_machine",
+    "Vocab", "load_corpus_time_machine", "split_heldout", "SeqDataLoader",
+    "load_data_time_machine",
 ]
 
 DATA_ENV = "D2LMINI_DATA"
@@ -185,6 +185,8 @@ def split_heldout(corpus, valid_fraction=0.1):
 
 
 # --- minibatches ----------------------------------------------------------------------------
+# The two samplers are private: lesson 01 asks the student to write them, so the library offers
+# them only through SeqDataLoader (a student who delegates to them earns nothing).
 
 def _check_batch_fits(corpus, batch_size, num_steps, extra):
     needed = batch_size * num_steps + extra
@@ -195,7 +197,7 @@ def _check_batch_fits(corpus, batch_size, num_steps, extra):
             "tokens (max_tokens) or a smaller batch_size or num_steps")
 
 
-def seq_data_iter_random(corpus, batch_size, num_steps, rng=random):
+def _seq_data_iter_random(corpus, batch_size, num_steps, rng=random):
     """Random sampling: each example is a subsequence starting anywhere, in random order.
 
     Yields:
@@ -216,7 +218,7 @@ def seq_data_iter_random(corpus, batch_size, num_steps, rng=random):
         yield corpus[index], corpus[index + 1]
 
 
-def seq_data_iter_sequential(corpus, batch_size, num_steps, rng=random, offset=None):
+def _seq_data_iter_sequential(corpus, batch_size, num_steps, rng=random, offset=None):
     """Sequential partitioning: row i of batch k+1 continues row i of batch k.
 
     Args:
@@ -256,7 +258,7 @@ class SeqDataLoader:
         self.rng = random.Random(seed)
 
     def __iter__(self):
-        sample = seq_data_iter_random if self.use_random_iter else seq_data_iter_sequential
+        sample = _seq_data_iter_random if self.use_random_iter else _seq_data_iter_sequential
         return sample(self.corpus, self.batch_size, self.num_steps, rng=self.rng)
 
     def __len__(self):

@@ -14,6 +14,12 @@ from d2lmini.data import _positive_int
 __all__ = ["RNNModelScratch", "RNNModel"]
 
 
+def _one_hot_inputs(X, vocab_size):
+    """(batch, num_steps) indices -> (num_steps, batch, vocab_size) float one-hot inputs."""
+    encoded = F.one_hot(X.long(), vocab_size)  # (batch, num_steps, vocab)
+    return encoded.permute(1, 0, 2).float().contiguous()
+
+
 class RNNModelScratch(nn.Module):
     """A recurrent model written from scratch: parameters, initial state, forward function.
 
@@ -22,9 +28,13 @@ class RNNModelScratch(nn.Module):
         init_state: ``(batch_size, num_hiddens, device) -> tuple of (batch, hidden) tensors``.
         forward_fn: ``(inputs, state, params) -> (outputs, state)`` with inputs of shape
             (num_steps, batch, vocab) and outputs of shape (num_steps * batch, vocab).
+        one_hot: ``(X, vocab_size) -> inputs``, turning (batch, num_steps) indices into the
+            (num_steps, batch, vocab) float inputs of ``forward_fn``: lesson 02's ``one_hot``.
+            When None, the encoding of ``RNNModel`` is used.
     """
 
-    def __init__(self, vocab_size, num_hiddens, device, get_params, init_state, forward_fn):
+    def __init__(self, vocab_size, num_hiddens, device, get_params, init_state, forward_fn,
+                 one_hot=None):
         super().__init__()
         self.vocab_size = _positive_int(vocab_size, "vocab_size")
         self.num_hiddens = _positive_int(num_hiddens, "num_hiddens")
@@ -32,10 +42,11 @@ class RNNModelScratch(nn.Module):
         self.params = nn.ParameterList(
             nn.Parameter(p.detach()) for p in get_params(vocab_size, num_hiddens, device))
         self.init_state, self.forward_fn = init_state, forward_fn
+        self.one_hot = _one_hot_inputs if one_hot is None else one_hot
 
     def forward(self, X, state):
         """X: (batch, num_steps) int -> logits (num_steps * batch, vocab), new state."""
-        inputs = F.one_hot(X.T.long(), self.vocab_size).float()  # (num_steps, batch, vocab)
+        inputs = self.one_hot(X, self.vocab_size)  # (num_steps, batch, vocab)
         return self.forward_fn(inputs, state, list(self.params))
 
     def begin_state(self, batch_size, device):
@@ -61,7 +72,7 @@ class RNNModel(nn.Module):
 
     def forward(self, X, state):
         """X: (batch, num_steps) int -> logits (num_steps * batch, vocab), new state."""
-        inputs = F.one_hot(X.T.long(), self.vocab_size).float()  # (num_steps, batch, vocab)
+        inputs = _one_hot_inputs(X, self.vocab_size)  # (num_steps, batch, vocab)
         is_lstm = isinstance(self.rnn, nn.LSTM)
         Y, state = self.rnn(inputs, tuple(state) if is_lstm else state[0])  # Y: (steps, b, h)
         output = self.linear(Y.reshape(-1, Y.shape[-1]))  # (num_steps * batch, vocab)

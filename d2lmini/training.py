@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.utils import clip_grad_norm_, get_total_norm
 
-from d2lmini.data import _positive_int, seq_data_iter_sequential
+from d2lmini.data import _positive_int, _seq_data_iter_sequential
 
 __all__ = ["History", "sgd", "predict_greedy", "evaluate_perplexity", "train_epoch", "train"]
 
@@ -23,6 +23,8 @@ class History:
     tokens_per_sec: list = field(default_factory=list)  # one per epoch
     grad_norms: list = field(default_factory=list)      # global norm before clipping, per step
     samples: list = field(default_factory=list)         # greedy text at each validation
+    valid_seconds: list = field(default_factory=list)   # training seconds at each validation
+                                                        # (time-budgeted runs: train_recipe)
 
     def __str__(self):
         text = f"train perplexity {self.train_ppl[-1]:.2f}"
@@ -74,13 +76,24 @@ def evaluate_perplexity(net, tokens, batch_size, num_steps, device=None):
     """
     device = device or _device_of(net)
     total, count, state = torch.zeros((), device=device), 0, None
-    for X, Y in seq_data_iter_sequential(tokens, batch_size, num_steps, offset=0):
+    for X, Y in _seq_data_iter_sequential(tokens, batch_size, num_steps, offset=0):
         state = net.begin_state(X.shape[0], device) if state is None else state
         y_hat, state = net(X.to(device), state)
-        y = Y.T.reshape(-1).to(device)  # time-major, like y_hat's rows
-        total += F.cross_entropy(y_hat, y, reduction="sum")
-        count += y.numel()
+        total += _sequence_loss(y_hat, Y.to(device), reduction="sum")
+        count += Y.numel()
     return _exp_or_inf(total.item() / count)
+
+
+def _sequence_loss(y_hat, Y, reduction="mean"):
+    """Cross-entropy of time-major logits against the loader's labels.
+
+    Args:
+        y_hat: (num_steps * batch, vocab) logits; row t * batch + b is step t of sequence b.
+        Y: (batch, num_steps) int labels.
+    """
+    batch, num_steps = Y.shape
+    logits = y_hat.reshape(num_steps, batch, -1).permute(1, 2, 0)  # (batch, vocab, num_steps)
+    return F.cross_entropy(logits, Y.long(), reduction=reduction)
 
 
 def _exp_or_inf(mean_loss):
@@ -111,16 +124,15 @@ def train_epoch(net, data_iter, update, clip, theta, device):
     for X, Y in data_iter:
         state = _fresh_or_detached(state, net, data_iter, X.shape[0], device)
         y_hat, state = net(X.to(device), state)           # (steps * batch, vocab)
-        y = Y.T.reshape(-1).to(device)                     # (steps * batch,), time-major
-        loss = F.cross_entropy(y_hat, y)                   # already a mean over tokens
+        loss = _sequence_loss(y_hat, Y.to(device))         # already a mean over tokens
         net.zero_grad(set_to_none=True)
         loss.backward()
         norms.append(get_total_norm([p.grad for p in params if p.grad is not None]))
         if clip is not None:
             clip(params, theta)
         update()
-        total += loss.detach() * y.numel()                 # stays on the device: no sync
-        count += y.numel()
+        total += loss.detach() * Y.numel()                 # stays on the device: no sync
+        count += Y.numel()
     ppl = _exp_or_inf(total.item() / count)                # the one sync of the epoch
     return ppl, count / (time.perf_counter() - start), torch.stack(norms).tolist()
 

@@ -136,7 +136,7 @@ CORPUS = list(range(100))
 
 
 def test_sequential_batches_are_shifted_and_continue_row_by_row():
-    batches = list(d2l.seq_data_iter_sequential(CORPUS, 2, 5, rng=random.Random(0)))
+    batches = list(data._seq_data_iter_sequential(CORPUS, 2, 5, rng=random.Random(0)))
     assert len(batches) >= 8
     for X, Y in batches:
         assert X.shape == Y.shape == (2, 5) and X.dtype == torch.long
@@ -147,14 +147,14 @@ def test_sequential_batches_are_shifted_and_continue_row_by_row():
 
 def test_random_batches_are_shifted_and_never_overlap():
     seen = []
-    for X, Y in d2l.seq_data_iter_random(CORPUS, 3, 5, rng=random.Random(1)):
+    for X, Y in data._seq_data_iter_random(CORPUS, 3, 5, rng=random.Random(1)):
         assert X.shape == Y.shape == (3, 5)
         assert torch.equal(Y, X + 1)
         seen += X.flatten().tolist()
     assert len(seen) == len(set(seen)) >= 75
 
 
-@pytest.mark.parametrize("sampler", [d2l.seq_data_iter_random, d2l.seq_data_iter_sequential])
+@pytest.mark.parametrize("sampler", [data._seq_data_iter_random, data._seq_data_iter_sequential])
 def test_samplers_refuse_a_corpus_shorter_than_one_batch(sampler):
     with pytest.raises(ValueError, match="too short for one batch of batch_size=4 x num_steps=5"):
         next(sampler(list(range(20)), 4, 5))
@@ -213,3 +213,16 @@ def test_load_data_time_machine_refuses_an_unknown_token_kind(book):
 
 def test_data_module_lists_its_public_names():
     assert {"Vocab", "load_data_time_machine", "SeqDataLoader"} <= set(data.__all__)
+
+
+def test_the_samplers_lesson_01_asks_for_are_not_public():
+    """Lesson 01's answers are not one call away: only SeqDataLoader offers the samplers."""
+    for name in ("seq_data_iter_random", "seq_data_iter_sequential"):
+        assert not hasattr(d2l, name) and name not in data.__all__
+
+
+@pytest.mark.parametrize("use_random_iter", [False, True])
+def test_loader_epochs_start_at_different_offsets(use_random_iter):
+    loader = d2l.SeqDataLoader(CORPUS, 2, 5, use_random_iter=use_random_iter, seed=0)
+    first_tokens = {min(X.min().item() for X, _ in loader) for _ in range(20)}
+    assert len(first_tokens) > 1, "every epoch starts at the same token: no random offset"

@@ -61,6 +61,32 @@ def test_scratch_model_one_hots_time_major_and_registers_parameters():
     assert torch.allclose(Y_hat[:3], Y_hat2[:3]) and not torch.allclose(Y_hat[3:], Y_hat2[3:])
 
 
+def test_scratch_model_encodes_with_the_one_hot_it_is_given():
+    calls = []
+
+    def recording_one_hot(X, vocab_size):
+        calls.append((tuple(X.shape), vocab_size))
+        return torch.eye(vocab_size)[X.long()].transpose(0, 1)  # (steps, batch, vocab)
+
+    net = d2l.RNNModelScratch(V, 16, "cpu", tiny_rnn_params, tiny_rnn_state, tiny_rnn,
+                              one_hot=recording_one_hot)
+    X = torch.randint(0, V, (3, 5))
+    Y_hat, _ = net(X, net.begin_state(3, "cpu"))
+    assert calls == [((3, 5), V)]
+    default, _ = scratch_model()(X, net.begin_state(3, "cpu"))
+    assert torch.allclose(Y_hat, default)  # the default encoding is the same one-hot
+
+
+def test_the_library_does_not_spell_the_lessons_answers():
+    """Lesson 02's one_hot and lesson 03's time-major labels are not written out in d2lmini."""
+    import inspect
+
+    from d2lmini import models, training
+    for module in (models, training):
+        source = inspect.getsource(module)
+        assert "X.T" not in source and "Y.T" not in source, module.__name__
+
+
 @pytest.mark.parametrize("layer, count", [(nn.RNN, 1), (nn.GRU, 1), (nn.LSTM, 2)])
 def test_concise_model_has_the_same_interface(layer, count):
     net = d2l.RNNModel(layer(V, 12), V)
@@ -198,13 +224,35 @@ def test_evaluate_perplexity_uses_time_major_labels():
             self.dummy = nn.Parameter(torch.zeros(1))
 
         def forward(self, X, state):
-            following = X.T.reshape(-1) % (V - 1) + 1  # a->b, ..., h->" ", " "->a
+            following = X.transpose(0, 1).flatten() % (V - 1) + 1  # a->b, ..., h->" ", " "->a
             return 50 * F.one_hot(following, V).float() + self.dummy, state
 
         def begin_state(self, batch_size, device):
             return (torch.zeros(batch_size, 1),)
 
     assert d2l.evaluate_perplexity(NextToken(), tokens, 3, 7) < 1.01
+
+
+def test_train_epoch_reads_the_labels_time_major():
+    """A model that knows the next character trains at perplexity ~1 only if time-major."""
+    tokens = VOCAB[list("abcdefgh " * 30)]
+
+    class NextToken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dummy = nn.Parameter(torch.zeros(1))
+
+        def forward(self, X, state):
+            following = X.transpose(0, 1).flatten() % (V - 1) + 1  # time-major rows
+            return 50 * F.one_hot(following, V).float() + self.dummy, state
+
+        def begin_state(self, batch_size, device):
+            return (torch.zeros(batch_size, 1),)
+
+    loader = d2l.SeqDataLoader(tokens, 3, 7, seed=0)
+    ppl, _, _ = d2l.train_epoch(NextToken(), loader, update=lambda: None, clip=None,
+                                theta=1.0, device="cpu")
+    assert ppl < 1.01
 
 
 def test_predict_greedy_keeps_the_prefix_and_refuses_word_vocabularies():
