@@ -27,7 +27,7 @@ from nbgrader.api import Gradebook
 
 from autograder import pool, release, report, sandbox
 from autograder.config import CONFIG_FILE, SOLUTIONS, lessons
-from autograder.gradebook import max_points, merge_result, sync_lessons
+from autograder.gradebook import max_points, merge_all, sync_lessons
 from autograder.notes import (
     drop_duplicates,
     graded_order,
@@ -53,6 +53,7 @@ class Options:
     jobs: int = os.cpu_count() or 1
     timeout: int = 120
     db_url: str | None = None
+    cluster: str | None = None  # a Dask scheduler's address: grade on its workers
     limits: sandbox.Limits = field(default_factory=sandbox.Limits)
 
     @property
@@ -155,6 +156,7 @@ class Grader:
         self.local = threading.local()
         self.lock = threading.Lock()
         self.reused = 0
+        self.cluster = None  # an autograder.cluster.Cluster with --cluster
 
     def job_dir(self, sub: Submission) -> Path:
         return self.opts.work / "jobs" / sub.student / sub.lesson
@@ -236,7 +238,10 @@ class Grader:
             slots.append(slot)
 
     def run_worker(self, sub: Submission, job_dir: Path, stamp: str) -> dict:
-        """Grade the job in this thread's long-lived worker (a fresh one if it is gone)."""
+        """Grade the job in this thread's long-lived worker (a fresh one if it is gone), or
+        on a Dask worker with ``--cluster``."""
+        if self.cluster is not None:
+            return self.cluster.grade(sub, job_dir, stamp)
         outcome = self.worker().grade(job_dir, self.opts.deadline)
         if outcome == pool.LATE:
             return self.write_result(job_dir, self.empty_result(
@@ -259,6 +264,8 @@ class Grader:
 
     def close_workers(self) -> None:
         """End every worker once no job is left."""
+        if self.cluster is not None:
+            self.cluster.close()
         with self.lock:
             workers, self.running = list(self.running), set()
         for worker in workers:
@@ -266,6 +273,8 @@ class Grader:
 
     def stop(self) -> None:
         """Kill every running worker (and with it, its kernel): an interrupted run."""
+        if self.cluster is not None:
+            self.cluster.cancel()
         with self.lock:
             for worker in self.running:
                 worker.kill()
@@ -312,24 +321,32 @@ def grade(opts: Options) -> dict:
     subs, unmatched = collect(folder, names)
     template = prepare_template(opts)
     grader = Grader(opts, template)
+    jobs = max(1, opts.jobs)
+    if opts.cluster:  # checks every Dask worker, ships the book; jobs: the cluster's slots
+        from autograder import cluster
+
+        grader.cluster = cluster.Cluster(opts.cluster, grader)
+        jobs = grader.cluster.slots
     db_url = opts.db_url or f"sqlite:///{(opts.out / 'gradebook.db').resolve()}"
     with ThreadPoolExecutor(max_workers=1) as side:  # seconds (alembic); needed only to merge
         synced = side.submit(sync_lessons, f"sqlite:///{template / 'gradebook.db'}", db_url,
                              sorted({s.lesson for s in subs}))
-        results = run_all(grader, subs, max(1, opts.jobs))
+        results = run_all(grader, subs, jobs)
         synced.result()
-    with Gradebook(db_url) as gb:
-        for result in results:
-            merge_result(gb, result)
+    merged = merge_all(db_url, results)
     context = {"unmatched": unmatched_zip + unmatched, "sandbox": sandbox_statement(grader),
                "limits": asdict(opts.limits) | {"uid": None, "cell_timeout": opts.timeout},
                "seconds": round(time.monotonic() - started, 1), "reused": grader.reused,
-               "jobs": opts.jobs, "gradebook": db_url}
+               "jobs": jobs, "gradebook": db_url, "merge_seconds": round(merged, 3)}
     report.write_all(opts.out, results, context)
+    if grader.cluster is not None:
+        grader.cluster.annotate(opts.out / "results.json", results)
     return context | {"results": results}
 
 
 def sandbox_statement(grader: Grader) -> str:
+    if grader.cluster is not None:
+        return grader.cluster.sandbox_statement()
     problem = sandbox.bwrap_problem()
     if problem is None:
         return ("bubblewrap sandbox: no network, private file system view (no solutions, "
@@ -353,7 +370,8 @@ def options_from(args, root: Path) -> Options:
     jobs = min(sandbox.MAX_SLOTS, max(1, args.jobs))
     return Options(submissions=getattr(args, "submissions", Path(".")).resolve(), out=out,
                    root=root, jobs=jobs, timeout=args.timeout or default_timeout(),
-                   db_url=getattr(args, "db_url", None), limits=limits)
+                   db_url=getattr(args, "db_url", None), limits=limits,
+                   cluster=getattr(args, "cluster", None))
 
 
 def main(opts: Options) -> int:
