@@ -10,12 +10,21 @@ from collections.abc import Mapping
 
 import torch
 
+from d2lmini.i18n import gettext as _
+from d2lmini.i18n import translate
+
 __all__ = ["check_shape", "check_dtype", "check_equal", "assert_close", "relative_error"]
 
 
 def _explain(message, hint=None):
-    """Append the likely cause to a failure message."""
-    return f"{message}: {hint}" if hint else message
+    """Append the likely cause to a failure message (both in the current language)."""
+    return _("{message}: {hint}").format(message=message, hint=translate(hint)) if hint \
+        else message
+
+
+def _expected(template, name, **values):
+    """A failure message from one of the templates below, ``name`` translated when it can be."""
+    return _(template).format(name=translate(name), **values)
 
 
 def check_shape(tensor, expected, name, hints: Mapping | None = None):
@@ -29,26 +38,28 @@ def check_shape(tensor, expected, name, hints: Mapping | None = None):
             e.g. ``{(2, 35, 28): "did you transpose X?"}``.
     """
     if not hasattr(tensor, "shape"):
-        raise AssertionError(
-            f"{name}: expected a tensor of shape {tuple(expected)}, got {type(tensor).__name__}"
-        )
+        raise AssertionError(_expected("{name}: expected a tensor of shape {expected}, got {got}",
+                                       name, expected=tuple(expected), got=type(tensor).__name__))
     got, expected = tuple(tensor.shape), tuple(expected)
     if got != expected:
         hint = (hints or {}).get(got)
-        raise AssertionError(_explain(f"{name}: expected shape {expected}, got {got}", hint))
+        raise AssertionError(_explain(_expected("{name}: expected shape {expected}, got {got}",
+                                                name, expected=expected, got=got), hint))
 
 
 def check_dtype(tensor, expected, name, hint=None):
     """Check ``tensor.dtype == expected`` (e.g. ``torch.float32``)."""
     got = getattr(tensor, "dtype", type(tensor).__name__)
     if got != expected:
-        raise AssertionError(_explain(f"{name}: expected dtype {expected}, got {got}", hint))
+        raise AssertionError(_explain(_expected("{name}: expected dtype {expected}, got {got}",
+                                                name, expected=expected, got=got), hint))
 
 
 def check_equal(actual, expected, name, hint=None):
     """Check ``actual == expected`` for plain values (strings, ints, lists, tuples)."""
     if actual != expected:
-        raise AssertionError(_explain(f"{name}: expected {expected!r}, got {actual!r}", hint))
+        raise AssertionError(_explain(_expected("{name}: expected {expected}, got {got}", name,
+                                                expected=repr(expected), got=repr(actual)), hint))
 
 
 def relative_error(actual, expected) -> float:
@@ -68,19 +79,21 @@ def assert_close(actual, expected, name, rtol=1e-5, atol=1e-6, hint=None):
     """
     if isinstance(actual, float | int) and isinstance(expected, float | int):
         if not math.isclose(actual, expected, rel_tol=rtol, abs_tol=atol):
-            message = f"{name}: expected {expected:.6g}, got {actual:.6g}"
+            message = _expected("{name}: expected {expected}, got {got}", name,
+                                expected=f"{expected:.6g}", got=f"{actual:.6g}")
             raise AssertionError(_explain(message, hint))
         return
     a, e = _as_tensor(actual), _as_tensor(expected)
     if a.shape != e.shape:
-        raise AssertionError(
-            _explain(f"{name}: expected shape {tuple(e.shape)}, got {tuple(a.shape)}", hint)
-        )
+        raise AssertionError(_explain(_expected(
+            "{name}: expected shape {expected}, got {got}", name, expected=tuple(e.shape),
+            got=tuple(a.shape)), hint))
     excess = (a - e).abs() - (atol + rtol * e.abs())
     if a.numel() and (excess.max() > 0 or torch.isnan(a).any()):
         flat = int(torch.nan_to_num(excess, nan=math.inf).argmax())
         where = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), e.shape))
-        raise AssertionError(_explain(
-            f"{name}: expected {e.flatten()[flat].item():.6g} at index {where}, "
-            f"got {a.flatten()[flat].item():.6g} (max relative error "
-            f"{relative_error(a, e):.2e})", hint))
+        raise AssertionError(_explain(_expected(
+            "{name}: expected {expected} at index {where}, got {got} "
+            "(max relative error {error})", name, expected=f"{e.flatten()[flat].item():.6g}",
+            where=where, got=f"{a.flatten()[flat].item():.6g}",
+            error=f"{relative_error(a, e):.2e}"), hint))

@@ -6,12 +6,20 @@ matplotlib is imported inside the functions so that ``import d2lmini`` stays fas
 import contextvars
 import io
 
+from d2lmini.i18n import get_language, translate, use_cjk_font
+
 # True while a widget panel runs its callback inside an ipywidgets Output area. JupyterLab's
 # Output widget drops update_display_data messages, so there a live plot redraws an Image
 # widget instead of updating a display handle.
 IN_WIDGET_OUTPUT = contextvars.ContextVar("d2lmini_in_widget_output", default=False)
 
 __all__ = ["LivePlot", "plot", "heatmap"]
+
+
+def _prepare_language():
+    """Chinese text needs a CJK font: pick one before drawing (English changes nothing)."""
+    if get_language() == "zh":
+        use_cjk_font()
 
 
 def _in_kernel() -> bool:
@@ -34,16 +42,18 @@ class LivePlot:
     def __init__(self, *, xlabel, ylabel, title, yscale="linear"):
         from matplotlib.figure import Figure
 
+        _prepare_language()
         self.figure = Figure(figsize=(5, 3.2), layout="constrained")
         self.axes = self.figure.add_subplot()
-        self.labels = dict(xlabel=xlabel, ylabel=ylabel, title=title, yscale=yscale)
+        self.labels = dict(xlabel=translate(xlabel), ylabel=translate(ylabel),
+                           title=translate(title), yscale=yscale)
         self.handle = self.image = None
 
     def update(self, curves):
         """Redraw with ``curves``: a dict ``{label: (xs, ys)}``."""
         self.axes.clear()
         for label, (xs, ys) in curves.items():
-            self.axes.plot(xs, ys, label=label, marker="." if len(xs) < 30 else None)
+            self.axes.plot(xs, ys, label=translate(label), marker="." if len(xs) < 30 else None)
         self.axes.set(**self.labels)
         _plain_ticks(self.axes)
         self.axes.grid(alpha=0.3)
@@ -106,6 +116,9 @@ def plot(xs, ys, *, xlabel, ylabel, title, legend=None, xscale="linear", yscale=
     """
     import matplotlib.pyplot as plt
 
+    _prepare_language()
+    xlabel, ylabel, title = translate(xlabel), translate(ylabel), translate(title)
+    legend = [translate(label) for label in legend] if legend else legend
     if axes is None:
         _, axes = plt.subplots(figsize=(5, 3.2), layout="constrained")
     curves = ys if _is_many(ys) else [ys]
@@ -135,6 +148,9 @@ def heatmap(matrix, *, xlabel, ylabel, title, xticklabels=None, colorbar_label=N
     """
     import matplotlib.pyplot as plt
 
+    _prepare_language()
+    xlabel, ylabel, title = translate(xlabel), translate(ylabel), translate(title)
+    colorbar_label = translate(colorbar_label) if colorbar_label else colorbar_label
     values = matrix.detach().cpu().numpy() if hasattr(matrix, "detach") else matrix
     width = min(14, 2 + 0.18 * values.shape[1])
     figure, axes = plt.subplots(figsize=(width, 3.5), layout="constrained")
