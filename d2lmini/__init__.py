@@ -30,6 +30,13 @@ from d2lmini.data import (
     time_machine_path,
     tokenize,
 )
+from d2lmini.i18n import (
+    activate as _activate_language,
+)
+from d2lmini.i18n import (
+    get_language,
+    set_language,
+)
 from d2lmini.models import (
     RNNModel,
     RNNModelScratch,
@@ -94,4 +101,8 @@ __all__ = [
     "TrainingConfig",
     "TrainingPanel",
     "GenerationPanel",
+    "get_language",
+    "set_language",
 ]
+
+_activate_language()  # Chinese notebooks: a CJK plot font and Chinese assertion messages

@@ -8,6 +8,8 @@ import dataclasses
 import functools
 from dataclasses import dataclass
 
+from d2lmini.i18n import gettext as _
+
 __all__ = ["TrainingConfig", "TrainingPanel", "GenerationPanel"]
 
 
@@ -49,7 +51,7 @@ class TrainingPanel:
         self.on_train, self.runs, self.defaults = on_train, 0, defaults
         self.controls = _sliders(w, defaults) | _choices(
             w, defaults, model=models, optimizer=optimizers, max_tokens=corpus_sizes)
-        self.button = w.Button(description="Train", button_style="primary", icon="play")
+        self.button = w.Button(description=_("Train"), button_style="primary", icon="play")
         self.button.on_click(lambda _: self.train())
         self.output = w.Output()
         self.widget = w.VBox([*self.controls.values(), self.button, self.output])
@@ -75,7 +77,7 @@ class TrainingPanel:
         try:
             with self.output:
                 clear_output(wait=True)
-                print(f"Run {self.runs}: {self.describe()}")
+                print(_("Run {n}: {settings}").format(n=self.runs, settings=self.describe()))
                 return self.on_train(self.config())
         finally:
             IN_WIDGET_OUTPUT.reset(inside)
@@ -94,18 +96,18 @@ def _sliders(w, defaults):
     int_slider = functools.partial(w.IntSlider, style=_STYLE, layout=layout)
     return {
         "lr": log_slider(value=defaults.lr, min=-3, max=1.5, step=0.1,
-                         description="learning rate"),
+                         description=_("learning rate")),
         "theta": log_slider(value=defaults.theta, min=-2, max=3, step=0.25,
-                            description="clipping θ"),
+                            description=_("clipping θ")),
         "num_steps": int_slider(value=defaults.num_steps, min=5, max=100, step=5,
                                 description="num_steps"),
         "num_hiddens": int_slider(value=defaults.num_hiddens, min=16, max=512, step=16,
-                                  description="hidden size"),
+                                  description=_("hidden size")),
         "num_epochs": int_slider(value=defaults.num_epochs, min=1, max=200,
-                                 description="epochs"),
-        "use_random_iter": w.ToggleButtons(options=[("sequential", False), ("random", True)],
+                                 description=_("epochs")),
+        "use_random_iter": w.ToggleButtons(options=[(_("sequential"), False), (_("random"), True)],
                                            value=defaults.use_random_iter,
-                                           description="iteration", style=_STYLE),
+                                           description=_("iteration"), style=_STYLE),
     }
 
 
@@ -117,12 +119,13 @@ def _choices(w, defaults, **choices):
             continue
         value = getattr(defaults, field) if getattr(defaults, field) in options else options[0]
         if field == "max_tokens":  # token counts read better with labels
-            labelled = [("whole book" if n < 0 else f"{n:,} tokens", n) for n in options]
+            labelled = [(_("whole book") if n < 0 else _("{n} tokens").format(n=f"{n:,}"), n)
+                        for n in options]
             controls[field] = w.Dropdown(options=labelled, value=value,
-                                         description="training text", style=_STYLE)
+                                         description=_("training text"), style=_STYLE)
         else:
             controls[field] = w.ToggleButtons(options=list(options), value=value,
-                                              description=field, style=_STYLE)
+                                              description=_(field), style=_STYLE)
     return controls
 
 
@@ -137,11 +140,11 @@ class GenerationPanel:
         import ipywidgets as w
 
         self.generate = generate
-        self.prefix = w.Text(value=prefix, description="prefix")
+        self.prefix = w.Text(value=prefix, description=_("prefix"))
         self.temperature = w.FloatLogSlider(value=temperature, base=10, min=-2, max=1,
-                                            step=0.05, description="temperature")
-        self.num_preds = w.IntSlider(value=num_preds, min=1, max=500, description="length")
-        self.button = w.Button(description="Generate", button_style="primary")
+                                            step=0.05, description=_("temperature"))
+        self.num_preds = w.IntSlider(value=num_preds, min=1, max=500, description=_("length"))
+        self.button = w.Button(description=_("Generate"), button_style="primary")
         self.button.on_click(lambda _: self.run())
         self.output = w.Output()
         self.widget = w.VBox([self.prefix, self.temperature, self.num_preds, self.button,
