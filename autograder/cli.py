@@ -23,8 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="<student_id>/<lesson>.ipynb files, or nbgrader's submitted/ layout")
     grade.add_argument("--out", type=Path, required=True, help="folder for every output")
     _grading_options(grade)
-    grade.add_argument("--db", dest="db_url", help="gradebook SQLAlchemy URL "
-                       "(default: sqlite:///OUT/gradebook.db)")
+    grade.add_argument("--db", dest="db_url", help="gradebook SQLAlchemy URL, e.g. "
+                       "postgresql://user:password@host/db (default: sqlite:///OUT/gradebook.db)")
+    grade.add_argument("--cluster", metavar="tcp://HOST:8786",
+                       help="grade on the workers of this Dask scheduler (default: locally)")
     check = commands.add_parser("check", help="grade solutions/ (full marks expected) and "
                                 "course/ (zero expected)")
     check.add_argument("--out", type=Path, help="keep the grading outputs here")
