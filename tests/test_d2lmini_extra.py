@@ -27,7 +27,7 @@ def test_perplexity_of_a_diverged_run_is_inf_not_an_overflow_error(capsys):
 
 
 def test_training_panel_offers_optimizer_and_corpus_size_only_when_asked():
-    """Lesson 06's panel adds an optimizer toggle and a training-text dropdown; others don't."""
+    """Lesson 07's panel adds an optimizer toggle and a training-text dropdown; others don't."""
     plain = d2l.TrainingPanel(lambda config: None)
     assert "optimizer" not in plain.controls and "max_tokens" not in plain.controls
     assert plain.config().optimizer == "sgd" and plain.config().max_tokens == 10000

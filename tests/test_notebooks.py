@@ -14,7 +14,7 @@ from nbclient import NotebookClient
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((ROOT / "solutions").glob("*.ipynb"))
 COURSE = sorted((ROOT / "course").glob("*.ipynb"))
-UNGRADED = {"06_playground"}
+UNGRADED = {"07_playground"}
 
 
 def graded_cells(notebook):
@@ -45,9 +45,10 @@ def execute(path, workdir, monkeypatch, allow_errors):
     return notebook
 
 
-def test_there_are_six_lessons_each_in_both_folders():
+def test_there_are_seven_lessons_each_in_both_folders():
     names = [path.stem for path in SOLUTIONS]
-    assert [name[:3] for name in names] == ["01_", "02_", "03_", "04_", "05_", "06_"], names
+    assert [name[:3] for name in names] == ["01_", "02_", "03_", "04_", "05_", "06_", "07_"], \
+        names
     assert [path.stem for path in COURSE] == names
 
 
