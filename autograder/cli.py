@@ -18,6 +18,9 @@ def build_parser() -> argparse.ArgumentParser:
     rel = commands.add_parser("release", help="generate course/ from solutions/")
     rel.add_argument("--check", action="store_true",
                      help="change nothing; exit 1 listing stale, missing or extra course/ files")
+    rel.add_argument("--update-catalogs", action="store_true",
+                     help="first refresh translations/<lang>/*.po from the English source "
+                     "(new entries empty, changed ones fuzzy)")
     grade = commands.add_parser("grade", help="grade a folder or .zip of submissions")
     grade.add_argument("submissions", type=Path,
                        help="<student_id>/<lesson>.ipynb files, or nbgrader's submitted/ layout")
@@ -51,7 +54,7 @@ def main(argv=None) -> int:
     if args.command == "release":
         from autograder import release
 
-        return release.main(root, args.check)
+        return release.main(root, args.check, args.update_catalogs)
     from autograder import check, grade
 
     opts = grade.options_from(args, root)
