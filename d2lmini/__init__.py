@@ -30,6 +30,10 @@ from d2lmini.data import (
     time_machine_path,
     tokenize,
 )
+from d2lmini.diagrams import (
+    diagram_svg,
+    show_diagram,
+)
 from d2lmini.i18n import (
     activate as _activate_language,
 )
@@ -92,6 +96,8 @@ __all__ = [
     "LivePlot",
     "plot",
     "heatmap",
+    "show_diagram",
+    "diagram_svg",
     "History",
     "sgd",
     "predict_greedy",
