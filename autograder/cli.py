@@ -1,4 +1,4 @@
-"""Command line: ``python -m autograder {release,grade,check}``."""
+"""Command line: ``python -m autograder {release,grade,check,export,formgrader}``."""
 
 import argparse
 import os
@@ -30,11 +30,36 @@ def build_parser() -> argparse.ArgumentParser:
                        "postgresql://user:password@host/db (default: sqlite:///OUT/gradebook.db)")
     grade.add_argument("--cluster", metavar="tcp://HOST:8786",
                        help="grade on the workers of this Dask scheduler (default: locally)")
+    grade.add_argument("--roster", type=Path, metavar="CSV",
+                       help="lms_id,student_id,name,email per student: maps Canvas/Moodle ids "
+                       "to student ids and lists who submitted nothing")
     check = commands.add_parser("check", help="grade solutions/ (full marks expected) and "
                                 "course/ (zero expected)")
     check.add_argument("--out", type=Path, help="keep the grading outputs here")
     _grading_options(check)
+    _class_commands(commands)
     return parser
+
+
+def _class_commands(commands) -> None:
+    """export and formgrader: what an instructor does with a graded class."""
+    export = commands.add_parser("export", help="write the grades of a graded class for "
+                                 "Canvas, Moodle or as CSV (formgrader's manual grades applied)")
+    export.add_argument("out", type=Path, help="the --out folder of grade")
+    export.add_argument("--to", choices=["canvas", "moodle", "csv"], required=True)
+    export.add_argument("--roster", type=Path, metavar="CSV",
+                        help="lms_id,student_id,name,email (default: the one grade was given)")
+    export.add_argument("--output", type=Path, help="the file to write "
+                        "(default: OUT/grades-<format>.csv)")
+    export.add_argument("--missing", choices=["empty", "zero"], default="empty",
+                        help="the grade of a student who submitted nothing (default: empty)")
+    export.add_argument("--assignment-id", action="append", metavar="LESSON=ID",
+                        help="Canvas: the assignment id of a lesson (repeat per lesson)")
+    formgrader = commands.add_parser("formgrader", help="JupyterLab with nbgrader's formgrader "
+                                     "on a graded class (review, manual grades, feedback)")
+    formgrader.add_argument("out", type=Path, help="the --out folder of grade")
+    formgrader.add_argument("lab_options", nargs=argparse.REMAINDER,
+                            help="passed to jupyter lab (e.g. --no-browser --port 8890)")
 
 
 def _grading_options(parser) -> None:
@@ -55,6 +80,11 @@ def main(argv=None) -> int:
         from autograder import release
 
         return release.main(root, args.check, args.update_catalogs)
+    if args.command in ("export", "formgrader"):
+        from autograder import course_dir, export
+
+        return (export.main(args) if args.command == "export"
+                else course_dir.open_formgrader(args.out.resolve(), args.lab_options))
     from autograder import check, grade
 
     opts = grade.options_from(args, root)

@@ -25,7 +25,7 @@ import nbformat
 import nbgrader
 from nbgrader.api import Gradebook
 
-from autograder import pool, release, report, sandbox
+from autograder import course_dir, pool, release, report, sandbox
 from autograder.config import CONFIG_FILE, SOLUTIONS, lessons
 from autograder.gradebook import max_points, merge_all, sync_lessons
 from autograder.notes import (
@@ -36,7 +36,7 @@ from autograder.notes import (
     submission_notes,
 )
 from autograder.release import generate_assignments
-from autograder.submissions import Submission, collect, extract_zip
+from autograder.submissions import Submission, annotate, collect, extract_zip
 
 VERSION = "3"  # bump when grading changes so old results are not reused
 WARM_HOME = "home"  # in the template: what every sandbox home starts with
@@ -54,6 +54,7 @@ class Options:
     timeout: int = 120
     db_url: str | None = None
     cluster: str | None = None  # a Dask scheduler's address: grade on its workers
+    roster: Path | None = None  # lms_id,student_id,name,email CSV (autograder.lms)
     limits: sandbox.Limits = field(default_factory=sandbox.Limits)
 
     @property
@@ -318,7 +319,7 @@ def grade(opts: Options) -> dict:
     opts.out.mkdir(parents=True, exist_ok=True)
     folder, unmatched_zip = unpack(opts)
     names = lessons(opts.root / SOLUTIONS)
-    subs, unmatched = collect(folder, names)
+    subs, unmatched = collect(folder, names, opts.roster)
     template = prepare_template(opts)
     grader = Grader(opts, template)
     jobs = max(1, opts.jobs)
@@ -338,9 +339,11 @@ def grade(opts: Options) -> dict:
                "limits": asdict(opts.limits) | {"uid": None, "cell_timeout": opts.timeout},
                "seconds": round(time.monotonic() - started, 1), "reused": grader.reused,
                "jobs": jobs, "gradebook": db_url, "merge_seconds": round(merged, 3)}
+    context |= annotate(results, subs, opts.roster, context["unmatched"])  # LMS notes, missing
     report.write_all(opts.out, results, context)
     if grader.cluster is not None:
         grader.cluster.annotate(opts.out / "results.json", results)
+    course_dir.write(opts, results, context)  # OUT is an nbgrader course formgrader opens
     return context | {"results": results}
 
 
@@ -371,7 +374,8 @@ def options_from(args, root: Path) -> Options:
     return Options(submissions=getattr(args, "submissions", Path(".")).resolve(), out=out,
                    root=root, jobs=jobs, timeout=args.timeout or default_timeout(),
                    db_url=getattr(args, "db_url", None), limits=limits,
-                   cluster=getattr(args, "cluster", None))
+                   cluster=getattr(args, "cluster", None),
+                   roster=args.roster.resolve() if getattr(args, "roster", None) else None)
 
 
 def main(opts: Options) -> int:

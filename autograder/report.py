@@ -43,7 +43,9 @@ def write_json(path: Path, results: list[dict], context: dict) -> None:
             key: r[key] for key in ("status", "reason", "notes", "score", "max_score", "cells",
                                     "seconds")}
     payload = {"students": students, "unmatched": context["unmatched"],
-               "sandbox": context["sandbox"], "limits": context["limits"]}
+               "sandbox": context["sandbox"], "limits": context["limits"],
+               "missing": context.get("missing", []),  # roster students without a submission
+               "class_list": context.get("class_list", {})}  # student id: lms_id, name, email
     path.write_text(json.dumps(payload, indent=1, sort_keys=True), encoding="utf-8")
 
 
@@ -137,6 +139,15 @@ def problems(results: list[dict], unmatched: list[dict]) -> str:
             f"</th><th>why</th></tr>{files}</table>")
 
 
+def missing_table(missing: list[dict]) -> str:
+    """Roster students who submitted nothing for a lesson graded in the run."""
+    rows = "".join(f"<tr><td>{html.escape(m['student'])}</td><td>{html.escape(m['name'])}</td>"
+                   f"<td>{html.escape(m['lesson'])}</td><td>{html.escape(m['reason'])}</td></tr>"
+                   for m in missing)
+    return (f"<h2>Students with nothing graded ({len(missing)})</h2><table><tr><th>student"
+            f"</th><th>name</th><th>assignment</th><th>why</th></tr>{rows}</table>")
+
+
 def render_report(results: list[dict], context: dict) -> str:
     """The instructor's report page."""
     statuses = defaultdict(int)
@@ -152,6 +163,7 @@ def render_report(results: list[dict], context: dict) -> str:
             f"{limits['file_size'] / 1024 ** 2:g} MiB, {limits['cell_timeout']} s per cell.</p>"
             f"<p>Gradebook: <code>{html.escape(_mask(context['gradebook']))}</code></p>")
     return _page("Grading report", head + problems(results, context["unmatched"])
+                 + missing_table(context.get("missing", []))
                  + pass_rates(results) + distribution(results))
 
 
