@@ -76,8 +76,11 @@ def _cpu_model() -> str:
 
 def describe(info: dict) -> str:
     """One line for the top of a printed table."""
+    load = f"{info['load_avg_1min']}"
+    if "load_avg_1min_end" in info:
+        load += f" at the start, {info['load_avg_1min_end']} at the end"
     return (f"{info['date_utc']} UTC, {info['cpu']}, {info['cores']} cores, torch "
-            f"{info['torch']} ({info['torch_threads']} threads), load {info['load_avg_1min']}")
+            f"{info['torch']} ({info['torch_threads']} threads), load {load}")
 
 
 def write_json(name: str, payload: dict) -> Path:

@@ -54,6 +54,14 @@ from d2lmini.plotting import (
     heatmap,
     plot,
 )
+from d2lmini.recipes import (
+    GPU_RECIPE,
+    Recipe,
+    RecipeModel,
+    build_recipe,
+    recipe_for,
+    train_recipe,
+)
 from d2lmini.training import (
     History,
     evaluate_perplexity,
@@ -98,6 +106,12 @@ __all__ = [
     "heatmap",
     "show_diagram",
     "diagram_svg",
+    "Recipe",
+    "RecipeModel",
+    "GPU_RECIPE",
+    "recipe_for",
+    "build_recipe",
+    "train_recipe",
     "History",
     "sgd",
     "predict_greedy",
