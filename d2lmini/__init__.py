@@ -62,6 +62,9 @@ from d2lmini.recipes import (
     recipe_for,
     train_recipe,
 )
+from d2lmini.samples import (
+    show_training_samples,
+)
 from d2lmini.training import (
     History,
     evaluate_perplexity,
@@ -106,6 +109,7 @@ __all__ = [
     "heatmap",
     "show_diagram",
     "diagram_svg",
+    "show_training_samples",
     "Recipe",
     "RecipeModel",
     "GPU_RECIPE",
