@@ -107,7 +107,8 @@ def gradebook_score(gb: Gradebook, lesson: str, student: str, auto: float) -> tu
         submission = gb.find_submission(lesson, student)
     except MissingEntry:
         return auto, False
-    overridden = any(g.manual_score is not None or g.extra_credit for g in submission.grades)
+    grades = [g for notebook in submission.notebooks for g in notebook.grades]
+    overridden = any(g.manual_score is not None or g.extra_credit for g in grades)
     return float(submission.score), overridden
 
 
