@@ -75,6 +75,7 @@ from d2lmini.training import (
 )
 from d2lmini.widgets import (
     GenerationPanel,
+    RecipePanel,
     TrainingConfig,
     TrainingPanel,
 )
@@ -125,6 +126,7 @@ __all__ = [
     "TrainingConfig",
     "TrainingPanel",
     "GenerationPanel",
+    "RecipePanel",
     "get_language",
     "set_language",
 ]

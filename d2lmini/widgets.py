@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from d2lmini.i18n import gettext as _
 
-__all__ = ["TrainingConfig", "TrainingPanel", "GenerationPanel"]
+__all__ = ["TrainingConfig", "TrainingPanel", "RecipePanel", "GenerationPanel"]
 
 
 @dataclass(frozen=True)
@@ -68,19 +68,79 @@ class TrainingPanel:
 
     def train(self):
         """What the Train button does: clear the output area and run ``on_train`` in it."""
-        from IPython.display import clear_output
-
-        from d2lmini.plotting import IN_WIDGET_OUTPUT
-
         self.runs += 1
-        inside = IN_WIDGET_OUTPUT.set(True)  # live plots redraw in place in the output area
-        try:
-            with self.output:
-                clear_output(wait=True)
-                print(_("Run {n}: {settings}").format(n=self.runs, settings=self.describe()))
-                return self.on_train(self.config())
-        finally:
-            IN_WIDGET_OUTPUT.reset(inside)
+        return _run_in(self.output, self.runs, self.describe(), self.on_train, self.config())
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def _run_in(output, run, settings, callback, *args):
+    """Clear ``output``, print the run's settings in it and call ``callback(*args)`` there."""
+    from IPython.display import clear_output
+
+    from d2lmini.plotting import IN_WIDGET_OUTPUT
+
+    inside = IN_WIDGET_OUTPUT.set(True)  # live plots redraw in place in the output area
+    try:
+        with output:
+            clear_output(wait=True)
+            print(_("Run {n}: {settings}").format(n=run, settings=settings))
+            return callback(*args)
+    finally:
+        IN_WIDGET_OUTPUT.reset(inside)
+
+
+class RecipePanel:
+    """Train a ``d2lmini.Recipe`` for a time budget: a cell choice, the hidden size, the
+    number of seconds, a Train button and an output area.
+
+    Args:
+        on_train: called with ``(recipe, seconds)`` when Train is clicked: the recipe is
+            ``defaults`` with the chosen cell and hidden size; it should train a fresh model
+            (e.g. with ``d2l.train_recipe(seconds, recipe)``).
+        defaults: the starting recipe (default: the course's tuned ``d2l.Recipe()``).
+        seconds: the starting time budget.
+        cells: the cells to choose from.
+    """
+
+    def __init__(self, on_train, defaults=None, seconds=30, cells=("rnn", "gru", "lstm")):
+        import ipywidgets as w
+
+        from d2lmini.recipes import Recipe
+
+        self.on_train, self.runs = on_train, 0
+        self.defaults = defaults if defaults is not None else Recipe()
+        layout = w.Layout(width="420px")
+        cell = self.defaults.cell if self.defaults.cell in cells else cells[0]
+        self.controls = {
+            "cell": w.ToggleButtons(options=list(cells), value=cell, description=_("cell"),
+                                    style=_STYLE),
+            "num_hiddens": w.IntSlider(value=self.defaults.num_hiddens, min=16, max=1024,
+                                       step=8, description=_("hidden size"), style=_STYLE,
+                                       layout=layout),
+            "seconds": w.IntSlider(value=seconds, min=5, max=300, step=5,
+                                   description=_("seconds"), style=_STYLE, layout=layout),
+        }
+        self.button = w.Button(description=_("Train"), button_style="primary", icon="play")
+        self.button.on_click(lambda _: self.train())
+        self.output = w.Output()
+        self.widget = w.VBox([*self.controls.values(), self.button, self.output])
+
+    def config(self):
+        """``(recipe, seconds)`` as the controls show them now."""
+        recipe = self.defaults.replace(cell=self.controls["cell"].value,
+                                       num_hiddens=self.controls["num_hiddens"].value)
+        return recipe, self.controls["seconds"].value
+
+    def describe(self) -> str:
+        """The settings the controls show, e.g. ``cell=lstm, num_hiddens=256, seconds=30``."""
+        return ", ".join(f"{name}={control.value}" for name, control in self.controls.items())
+
+    def train(self):
+        """What the Train button does: clear the output area and run ``on_train`` in it."""
+        self.runs += 1
+        return _run_in(self.output, self.runs, self.describe(), self.on_train, *self.config())
 
     def _repr_mimebundle_(self, **kwargs):
         return self.widget._repr_mimebundle_(**kwargs)

@@ -125,6 +125,24 @@ def test_training_panel_builds_without_training_and_trains_on_click(capsys):
     assert "application/vnd.jupyter.widget-view+json" in panel._repr_mimebundle_()
 
 
+def test_recipe_panel_trains_the_chosen_cell_and_size_for_the_chosen_time(capsys):
+    """The playground's recipe panel: nothing trains on building; a click passes the course's
+    recipe with the chosen cell and hidden size, and the seconds."""
+    calls = []
+    panel = d2l.RecipePanel(lambda recipe, seconds: calls.append((recipe, seconds)), seconds=20)
+    assert calls == [] and set(panel.controls) == {"cell", "num_hiddens", "seconds"}
+    assert panel.config() == (d2l.Recipe(), 20)
+    panel.controls["cell"].value = "gru"
+    panel.controls["num_hiddens"].value = 296
+    panel.controls["seconds"].value = 45
+    panel.button.click()
+    assert calls == [(d2l.Recipe().replace(cell="gru", num_hiddens=296), 45)]
+    assert "Run 1: cell=gru, num_hiddens=296, seconds=45" in capsys.readouterr().out
+    custom = d2l.RecipePanel(calls.append, d2l.Recipe(cell="rnn", lr=0.005), cells=("rnn",))
+    assert custom.config()[0].lr == 0.005 and custom.controls["cell"].options == ("rnn",)
+    assert "application/vnd.jupyter.widget-view+json" in panel._repr_mimebundle_()
+
+
 def test_generation_panel_generates_only_on_click():
     calls = []
 
