@@ -1,26 +1,36 @@
-"""nbgrader preprocessors the autograder adds: a kernel-death-tolerant Execute, an output size
-cap, and hidden-test removal for feedback (source and any echo of it in outputs)."""
+"""nbgrader preprocessors the autograder adds: an Execute that runs graded test cells on the
+grader's side and tolerates a dying kernel, an output size cap, and hidden-test removal."""
 
 import re
+import time
 
+import nbformat
 from nbclient.exceptions import CellTimeoutError
 from nbformat.notebooknode import NotebookNode
 from nbgrader import utils
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
-from traitlets import Integer
+from traitlets import Integer, Unicode
 
 from autograder.sandbox import SandboxKernelManager
+from autograder.trusted import (
+    Boundary,
+    CallTimeout,
+    KernelGone,
+    KernelIgnoredInterrupt,
+    TrustedTests,
+    is_helper_cell,
+    is_test_cell,
+)
 
 TIMEOUT = "CellTimeoutError"  # nbgrader's ename for a cell that ran out of time
 DIED = "KernelDied"
 NOT_RUN = "NotRun"
-EXITED = "SystemExit"
 STUCK = "KernelUnresponsive"
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 class KernelStopped(Exception):
-    """The kernel died, exited, or never started: the rest of the notebook cannot run."""
+    """The kernel died or never started: the rest of the notebook cannot run."""
 
 
 class KernelStuck(KernelStopped):
@@ -33,41 +43,97 @@ def error_output(ename: str, evalue: str) -> NotebookNode:
                         traceback=[f"{ename}: {evalue}"])
 
 
-class SandboxExecute(Execute):
-    """nbgrader's Execute, in the sandbox kernel, keeping what ran when the kernel dies.
+def stream_output(text: str) -> NotebookNode:
+    return NotebookNode(output_type="stream", name="stdout", text=text)
 
+
+class SandboxExecute(Execute):
+    """nbgrader's Execute with the trust boundary: ordinary cells run in the sandbox kernel,
+    graded test cells run on the grader's side (``autograder.trusted``).
+
+    What happened is recorded here, in ``events`` (the grader's own record: a timeout, a
+    kernel that died or stopped answering), never read back from the notebook's outputs.
     nbgrader drops a notebook whose kernel dies; here the cells run so far keep their
     outputs (and scores), the cell that killed the kernel says so, and every later graded
     cell gets a ``NotRun`` error so it scores zero rather than counting as silent success.
-    A ``SystemExit`` (``sys.exit()``, ``exit()``) is treated like a dying kernel.
     """
+
+    source_notebook = Unicode("", help="the instructor's source notebook of the lesson").tag(
+        config=True)
+    last_run = None  # the instance that ran last (one job at a time per worker process)
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("kernel_manager_class", SandboxKernelManager)
         super().__init__(*args, **kwargs)
 
     def preprocess(self, nb, resources=None, km=None):
-        self._running = None
+        self._running, self.events = None, []
+        SandboxExecute.last_run = self
+        source = nbformat.read(self.source_notebook, as_version=4)
+        answers = {c.metadata.nbgrader["grade_id"]: c.source for c in nb.cells
+                   if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
+                   and "grade_id" in c.metadata.nbgrader}
+        self.trusted = TrustedTests(source, answers, lambda: Boundary(self.km))
+        self.test_ids = {gid for gid, c in self.trusted.source.items() if is_test_cell(c)}
+        self.hidden = hidden_lines(source)
         try:
             return super().preprocess(nb, resources, km)
         except Exception as err:  # the kernel, not the grader, failed: record it, go on
+            self.events.append(stop_event(err, self._running))
             _mark_stopped(nb, self._running, err)
             return nb, resources
+        finally:
+            if self.trusted.boundary is not None:
+                self.trusted.boundary.close()
+                self.boundary_stats = dict(self.trusted.boundary.stats)
 
     def preprocess_cell(self, cell, resources, index):
         self._running = index
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cell.cell_type == "code" and gid in self.test_ids:
+            return self._run_trusted(cell, gid, index), resources
+        if cell.cell_type == "code" and any(line in cell.source for line in self.hidden):
+            cell.outputs = [error_output("NotRun", "this cell holds hidden-test text, which "
+                                         "never runs in the student's kernel")]
+            return cell, resources
         try:
             cell, resources = super().preprocess_cell(cell, resources, index)
         except CellTimeoutError:  # interrupted, but the kernel was slow to go idle
             cell.setdefault("outputs", []).append(
                 error_output(TIMEOUT, "the cell ran past the time limit and was interrupted"))
-        enames = {out.get("ename") for out in cell.get("outputs", [])}
-        if EXITED in enames:
-            raise KernelStopped("the notebook called sys.exit() (SystemExit)")
-        if TIMEOUT in enames and not self._responsive():
+        if self._timed_out == index and not self._responsive():
             # the cell swallowed the interrupt; every later cell would time out in turn
             raise KernelStuck("ran past the time limit and ignored the interrupt")
+        if gid is not None and is_helper_cell(self.trusted.source.get(gid, cell)):
+            self.trusted.run_helper(gid)
         return cell, resources
+
+    _timed_out = None
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        self._timed_out = self._running
+        self.events.append(("timeout", self._running, "ran longer than the time limit"))
+        return await super()._async_handle_timeout(timeout, cell)
+
+    def _run_trusted(self, cell, gid: str, index: int):
+        """The graded test cell, run on the grader's side; its outputs are the grader's."""
+        deadline = time.monotonic() + (self.timeout or 120)
+        try:
+            passed, message, printed = self.trusted.run_test(gid, deadline)
+        except CallTimeout:
+            self.events.append(("timeout", index, "ran longer than the time limit"))
+            passed, message, printed = False, ("CellTimeoutError: the tested function ran "
+                                               "past the time limit and was interrupted"), ""
+        except KernelIgnoredInterrupt as err:
+            raise KernelStuck(str(err)) from None
+        except KernelGone as err:
+            raise KernelStopped(str(err)) from None
+        cell.outputs = [stream_output(printed)] if printed else []
+        if not passed:
+            kind, _, text = message.partition(": ")
+            cell.outputs.append(error_output(kind or "AssertionError", text or message))
+        cell.execution_count = None
+        return cell
 
     def _responsive(self) -> bool:
         """Does the kernel answer a kernel_info request within the cell timeout?"""
@@ -77,17 +143,24 @@ class SandboxExecute(Execute):
             return False
 
 
+def stop_event(err, index) -> tuple[str, int | None, str]:
+    """The grader's record of why the notebook stopped early."""
+    if index is None:
+        return ("not started", None, f"the kernel did not start ({type(err).__name__}: {err})")
+    if isinstance(err, KernelStuck):
+        return ("stuck", index, f"cell {index + 1} {err}")
+    return ("died", index, _reason(err, index))
+
+
 def _mark_stopped(nb, index, err) -> None:
     """Say where the kernel stopped and fail every graded cell after it."""
     if index is None:
         reason, start = f"the kernel did not start ({type(err).__name__}: {err})", 0
     else:
-        reason, start = _reason(err, index), index
+        reason = _reason(err, index)
         cell = nb.cells[index]
-        if isinstance(err, KernelStuck):
-            cell.setdefault("outputs", []).append(error_output(STUCK, reason))
-        elif not isinstance(err, KernelStopped):
-            cell.setdefault("outputs", []).append(error_output(DIED, reason))
+        cell.setdefault("outputs", []).append(
+            error_output(STUCK if isinstance(err, KernelStuck) else DIED, reason))
         start = index + 1
     for cell in nb.cells[start:]:
         if cell.cell_type == "code" and utils.is_grade(cell):
@@ -98,7 +171,7 @@ def _reason(err, index) -> str:
     if isinstance(err, KernelStuck):
         return f"cell {index + 1} {err}"
     if isinstance(err, KernelStopped):
-        return f"{err} in cell {index + 1}"
+        return f"{err} (cell {index + 1})"
     return f"the kernel died in cell {index + 1} ({type(err).__name__})"
 
 

@@ -2,7 +2,8 @@
 
 The job folder holds ``job.json`` (what to grade and how) and a private nbgrader course
 (``course/``: the lesson's source, a copy of the gradebook, the submission). nbgrader's
-Autograde runs the notebook in the sandbox kernel, GenerateFeedback writes the HTML, and
+Autograde runs the notebook in the sandbox kernel and the graded test cells on this side
+(``autograder.trusted``), ``autograder.feedback`` writes the HTML, and
 ``result.json`` (written last, atomically) is what the parent merges into the gradebook.
 """
 
@@ -20,34 +21,26 @@ import warnings
 from pathlib import Path
 
 import nbformat
-from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
+from nbconvert.preprocessors import ClearMetadataPreprocessor
 from nbgrader.api import Gradebook
-from nbgrader.converters import Autograde, GenerateFeedback
+from nbgrader.converters import Autograde
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
-    GetGrades,
     IgnorePattern,
     LimitOutput,
     SaveAutoGrades,
 )
 
-from autograder import sandbox
+from autograder import feedback, sandbox
 from autograder.config import load_config
-from autograder.execute import (
-    DIED,
-    EXITED,
-    NOT_RUN,
-    STUCK,
-    TIMEOUT,
-    HideHiddenTests,
-    SandboxExecute,
-    TruncateOutput,
-    hidden_lines,
-    redact,
-)
+from autograder.execute import SandboxExecute, TruncateOutput, hidden_lines, redact
 from autograder.notes import graded_order
+from autograder.trusted import is_test_cell
+
+MESSAGE_LIMIT = 2_000  # characters of one cell's message in results.json
+NOTES_LIMIT = 50
 
 PR_SET_PDEATHSIG = 1
 
@@ -61,15 +54,20 @@ def job_config(job: dict, runtime: Path):
     config.Execute.kernel_name = sandbox.KERNEL_NAME
     config.Execute.timeout = job["timeout"]
     config.Execute.startup_timeout = 120
+    config.SandboxExecute.source_notebook = str(source_path(job))
     config.Autograde.autograde_preprocessors = [
         SandboxExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput, TruncateOutput,
         SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
-    config.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests, CSSHTMLHeaderPreprocessor]
     if job["sandboxed"]:
         config.KernelManager.transport = "ipc"  # Unix sockets reach into the network namespace
         config.KernelManager.ip = str(runtime / "k")
         config.KernelManager.connection_file = str(runtime / "kernel.json")
     return config
+
+
+def source_path(job: dict) -> Path:
+    """The instructor's source notebook of the job's lesson (hidden tests included)."""
+    return Path(job["course"]) / "source" / job["lesson"] / f"{job['lesson']}.ipynb"
 
 
 def prepare_kernel(job: dict, runtime: Path) -> None:
@@ -121,33 +119,26 @@ def _row(grade_id: str, points: float, max_points: float, messages: dict) -> dic
 
 
 def failure_message(cell) -> str:
-    """What went wrong in a cell, as a student needs it: the error, or the stderr text."""
+    """The grader's message for a failed graded cell (graded cells' outputs are written by
+    the grader: ``SandboxExecute._run_trusted`` or a kernel that stopped)."""
     for output in cell.get("outputs", []):
         if output.output_type == "error" and output.ename == "NotImplementedError":
             return "NotImplementedError: an answer this test uses is still the stub"
         if output.output_type == "error":
             return f"{output.ename}: {output.evalue}".strip().rstrip(":")
-        if output.output_type == "stream" and output.name == "stderr":
-            return "the cell wrote to stderr (a test cell must not): " + output.text.strip()[:500]
     return ""
 
 
-def status_of(nb) -> tuple[str, str]:
-    """graded, timeout or crashed, with the reason, from the errors the run left behind."""
-    found = {}
-    for index, cell in enumerate(nb.cells):
-        for output in cell.get("outputs", []):
-            found.setdefault(output.get("ename"), (index, output.get("evalue", "")))
-    if STUCK in found:
-        return "timeout", found[STUCK][1] + "; later cells were not run"
-    for ename in (EXITED, DIED, NOT_RUN):
-        if ename in found:
-            index, evalue = found[ename]
-            if ename == EXITED:
-                return "crashed", f"the notebook called sys.exit() (SystemExit) in cell {index + 1}"
-            return "crashed", evalue.removeprefix("not run: ")
-    if TIMEOUT in found:
-        index = found[TIMEOUT][0]
+def status_of(events: list[tuple]) -> tuple[str, str]:
+    """graded, timeout or crashed, with the reason, from the grader's own record of the run."""
+    kinds = {kind: (index, reason) for kind, index, reason in reversed(events)}
+    if "stuck" in kinds:
+        return "timeout", kinds["stuck"][1] + "; later cells were not run"
+    for kind in ("died", "not started"):
+        if kind in kinds:
+            return "crashed", kinds[kind][1]
+    if "timeout" in kinds:
+        index = kinds["timeout"][0]
         return "timeout", f"cell {index + 1} ran longer than the time limit and was stopped"
     return "graded", ""
 
@@ -163,23 +154,30 @@ def grade_job(job_dir: Path) -> dict:
         config = job_config(job, runtime)
         run_nbgrader(Autograde, config)
         timeline("autograded", started)
-        graded = course / "autograded" / student / lesson / f"{lesson}.ipynb"
-        nb = nbformat.read(graded, as_version=4)
-        run_nbgrader(GenerateFeedback, config)
-        timeline("feedback written", started)
     finally:
         shutil.rmtree(runtime, ignore_errors=True)
-    status, reason = status_of(nb)
-    source = nbformat.read(course / "source" / lesson / f"{lesson}.ipynb", as_version=4)
-    cells = cell_results(job, nb, graded_order(source))
+    run = SandboxExecute.last_run
+    graded = course / "autograded" / student / lesson / f"{lesson}.ipynb"
+    nb = nbformat.read(graded, as_version=4)
+    status, reason = status_of(run.events)
+    source = nbformat.read(source_path(job), as_version=4)
     hidden = hidden_lines(source)
+    cells = cell_results(job, nb, graded_order(source))
     for row in cells:
-        row["message"] = redact(row["message"], hidden)
+        row["message"] = redact(row["message"], hidden)[:MESSAGE_LIMIT]
+    notes = (job["notes"] + submission_notes_after(nb))[:NOTES_LIMIT]
+    page = course / "feedback" / student / lesson / f"{lesson}.html"
+    page.parent.mkdir(parents=True, exist_ok=True)
+    tests = {c.metadata.nbgrader["grade_id"]: c.source for c in source.cells if is_test_cell(c)}
+    page.write_text(feedback.render(nb, title=f"{lesson}: {student}", rows=cells,
+                                    test_sources=tests, status=status, reason=reason,
+                                    notes=notes, hidden=hidden), encoding="utf-8")
+    timeline("feedback written", started)
     return {"student": student, "lesson": lesson, "status": status, "reason": reason,
-            "notes": job["notes"] + submission_notes_after(nb), "cells": cells,
+            "notes": notes, "cells": cells,
             "score": sum(r["points"] for r in cells),
             "max_score": sum(r["max_points"] for r in cells),
-            "feedback": str(course / "feedback" / student / lesson / f"{lesson}.html"),
+            "feedback": str(page), "boundary": getattr(run, "boundary_stats", {}),
             "seconds": round(time.monotonic() - started, 1), "fingerprint": job["fingerprint"]}
 
 
