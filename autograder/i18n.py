@@ -57,29 +57,51 @@ def gettext(message: str, lang: str) -> str:
     """One of the autograder's own messages (``translations/<lang>/autograder.po``) in lang."""
     if lang == "en":
         return message
-    entry = _autograder_catalog(lang).get(message)
-    return entry or message
+    return _autograder_catalog(lang)[0].get(message) or message
 
 
 def translate_message(text: str, lang: str) -> str:
-    """A finished test message (e.g. an AssertionError's text) in ``lang``: d2lmini's catalogs
-    and templates, then the autograder's; unknown text comes back unchanged."""
-    from d2lmini.i18n import translate
+    """A finished test message (e.g. ``"AssertionError: ..."`` as the grader records it) in
+    ``lang``: d2lmini's catalogs and templates, then the autograder's own; unknown text comes
+    back unchanged."""
+    from d2lmini.i18n import fill, translate
 
+    if lang == "en" or not text:
+        return text
+    kind, sep, rest = text.partition(": ")
+    if sep and re.fullmatch(r"[A-Za-z_][\w.]*(Error|Exception|Timeout)", kind):
+        return f"{kind}: {translate_message(rest, lang)}"
     translated = translate(text, lang)
-    return gettext(translated, lang) if translated == text else translated
+    if translated != text:
+        return translated
+    exact = gettext(text, lang)
+    if exact != text:
+        return exact
+    for regex, groups, msgstr in _autograder_catalog(lang)[1]:
+        match = regex.fullmatch(text)
+        if match:
+            return fill(msgstr, {name: translate(match.group(f"g{i}"), lang)
+                                 for name, i in groups.items()})
+    return text
 
 
 _AUTOGRADER_CATALOGS = {}
 
 
 def _autograder_catalog(lang):
+    """({msgid: msgstr}, templates) of ``translations/<lang>/autograder.po``."""
     if lang not in _AUTOGRADER_CATALOGS:
         import polib
 
+        from d2lmini.i18n import TEMPLATE_FLAG as FLAG
+        from d2lmini.i18n import template_regex
+
         path = Path(__file__).resolve().parents[1] / TRANSLATIONS / lang / "autograder.po"
         po = polib.pofile(str(path)) if path.is_file() else []
-        _AUTOGRADER_CATALOGS[lang] = {e.msgid: e.msgstr for e in po if e.translated()}
+        done = [e for e in po if e.translated()]
+        _AUTOGRADER_CATALOGS[lang] = ({e.msgid: e.msgstr for e in done},
+                                      [template_regex(e.msgid, e.msgstr) for e in done
+                                       if FLAG in e.flags])
     return _AUTOGRADER_CATALOGS[lang]
 
 
@@ -413,3 +435,45 @@ def edition_path(root: Path, lang: str, name: str) -> Path:
 
 def all_lessons(root: Path) -> list[str]:
     return lessons(root / SOLUTIONS)
+
+
+# ---------------------------------------------------------------- d2lmini's own catalog
+
+LIBRARY_CALLS = {"_", "gettext", "_expected"}  # functions whose first argument is a msgid
+
+
+def library_messages(package: Path) -> dict[str, tuple[str, bool]]:
+    """{msgid: (where, is a template)} of every ``_("...")`` (and ``gettext``, ``_expected``)
+    call in the package's modules."""
+    found = {}
+    for path in sorted(package.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not (isinstance(node, ast.Call) and node.args):
+                continue
+            func = node.func.id if isinstance(node.func, ast.Name) else getattr(
+                node.func, "attr", None)
+            first = node.args[0]
+            if func in LIBRARY_CALLS and isinstance(first, ast.Constant) and isinstance(
+                    first.value, str):
+                from d2lmini.i18n import placeholders
+
+                found.setdefault(first.value, (path.name,
+                                               bool(placeholders(first.value))))
+    return found
+
+
+def library_catalog_path(root: Path, lang: str) -> Path:
+    return root / LOCALE / lang / "LC_MESSAGES" / "d2lmini.po"
+
+
+def update_library_catalog(root: Path, lang: str):
+    """d2lmini.po with an entry for every msgid of the package; entries added by hand for
+    strings d2lmini translates with ``translate`` (plot labels of other modules) are kept."""
+    old = load_catalog(library_catalog_path(root, lang))
+    po = update_catalog(old, [], library_messages(root / "d2lmini"))
+    known = {e.msgid for e in po}
+    for entry in old:
+        if not entry.msgctxt and not entry.obsolete and entry.msgid not in known:
+            po.append(entry)
+    po.metadata.setdefault("Language", lang)
+    return po

@@ -160,7 +160,18 @@ def stale(root: Path) -> list[str]:
         problems += _file_problems(root, {k: v for k, v in editions.items()
                                           if not k.startswith(prefix)})
         problems += translation_problems(root, lang, english)
+        problems += library_problems(root, lang)
     return problems
+
+
+def library_problems(root: Path, lang: str) -> list[str]:
+    """Messages of d2lmini (``_("...")`` calls) without a translation in its catalog."""
+    path = i18n.library_catalog_path(root, lang)
+    if not (root / "d2lmini").is_dir():
+        return []
+    return i18n.problems_of_catalog(i18n.load_catalog(path), [],
+                                    i18n.library_messages(root / "d2lmini"),
+                                    str(path.relative_to(root)))
 
 
 def _folder_problems(folder: Path, expected: dict[str, str], label: str) -> list[str]:
@@ -212,6 +223,13 @@ def update_catalogs(root: Path) -> list[Path]:
             new.metadata.setdefault("Language", lang)
             content = str(new) + "\n"
             if not path.is_file() or path.read_text(encoding="utf-8") != content:
+                path.write_text(content, encoding="utf-8")
+                written.append(path)
+        if (root / "d2lmini").is_dir():
+            path = i18n.library_catalog_path(root, lang)
+            content = str(i18n.update_library_catalog(root, lang)) + "\n"
+            if not path.is_file() or path.read_text(encoding="utf-8") != content:
+                path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(content, encoding="utf-8")
                 written.append(path)
     return written

@@ -109,7 +109,7 @@ def _catalog(lang, domain):
         return _gettext.NullTranslations(), []
     po = polib.pofile(str(path))
     translations = _gettext.GNUTranslations(io.BytesIO(po.to_binary()))
-    templates = [_template(e.msgid, e.msgstr) for e in po.translated_entries()
+    templates = [template_regex(e.msgid, e.msgstr) for e in po.translated_entries()
                  if TEMPLATE_FLAG in e.flags and _is_useful_template(e.msgid)]
     return translations, templates
 
@@ -131,7 +131,7 @@ def _is_useful_template(msgid):
     return placeholders(msgid) and len(re.findall(r"[A-Za-z]", _literal(msgid))) >= 3
 
 
-def _template(msgid, msgstr):
+def template_regex(msgid, msgstr):
     """A regex that matches messages made from ``msgid``; placeholders become groups."""
     groups, parts, end = {}, [], 0
     for m in _PLACEHOLDER.finditer(msgid):
@@ -164,27 +164,48 @@ _ = gettext
 def translate(text: str, lang: str | None = None) -> str:
     """A finished English message in ``lang`` (default: the current language).
 
-    An exact catalog entry wins; otherwise the most specific template that matches the whole
-    text, with each placeholder's text translated in turn. Text no entry matches (already
-    Chinese, or new) comes back unchanged.
+    An exact catalog entry wins; then the most specific template that matches the whole text
+    and whose placeholders' texts can be translated in turn (or are values, not words); then a
+    message joined from two with ": " (``{message}: {hint}``), each half translated. Text no
+    entry matches (already Chinese, or new) comes back unchanged.
     """
     lang = lang or get_language()
     if lang == "en" or not isinstance(text, str) or not text:
         return text
     with use_language(lang):
-        return _translate(text, 0)
+        return _translate(text, 0, lang)
 
 
-def _translate(text, depth):
+_WORDS = re.compile(r"[A-Za-z]{2,}[ ,:;'()-]+[A-Za-z]{2,}")
+
+
+def _handled(original, translated):
+    """A piece of a message is handled when it was translated or holds no English words
+    (a shape, a number, a name, a quoted value)."""
+    return (translated != original or not _WORDS.search(original)
+            or original[:1] in "'\"" and original[-1:] in "'\"")
+
+
+@functools.lru_cache(maxsize=4096)
+def _translate(text, depth, lang):
     translated = gettext(text)
     if translated != text or depth >= _MAX_DEPTH:
         return translated
-    for regex, groups, msgstr in _templates(get_language()):
+    for regex, groups, msgstr in _templates(lang):
         match = regex.fullmatch(text)
-        if match:
-            values = {name: _translate(match.group(f"g{i}"), depth + 1)
-                      for name, i in groups.items()}
-            return fill(msgstr, values)
+        if not match:
+            continue
+        values = {name: (match.group(f"g{i}"), _translate(match.group(f"g{i}"), depth + 1, lang))
+                  for name, i in groups.items()}
+        if all(_handled(*pair) for pair in values.values()):
+            return fill(msgstr, {name: pair[1] for name, pair in values.items()})
+    parts = text.split(": ")
+    for i in range(1, len(parts)):
+        left, right = ": ".join(parts[:i]), ": ".join(parts[i:])
+        left_zh, right_zh = _translate(left, depth + 1, lang), _translate(right, depth + 1, lang)
+        if _handled(left, left_zh) and _handled(right, right_zh) and (
+                left_zh != left or right_zh != right):
+            return gettext("{message}: {hint}").format(message=left_zh, hint=right_zh)
     return text
 
 
@@ -205,6 +226,7 @@ def reload() -> None:
     """Forget the compiled catalogs (after a catalog file changed)."""
     _catalog.cache_clear()
     _templates.cache_clear()
+    _translate.cache_clear()
     _notebook_language.cache_clear()
 
 
