@@ -31,6 +31,7 @@ from d2lmini.data import (
     tokenize,
 )
 from d2lmini.diagrams import (
+    diagram_img,
     diagram_svg,
     show_diagram,
 )
@@ -110,6 +111,7 @@ __all__ = [
     "heatmap",
     "show_diagram",
     "diagram_svg",
+    "diagram_img",
     "show_training_samples",
     "Recipe",
     "RecipeModel",

@@ -2,20 +2,22 @@
 
 ``show_diagram(name)`` returns an object that a notebook shows as the picture (inline SVG, so it
 works offline and in the generated student notebooks); ``diagram_svg(name)`` returns the SVG
-text. Nothing here imports matplotlib or IPython.
+text; ``diagram_img(name)`` an ``<img>`` tag for a markdown cell, where it shows without running
+any code. Nothing here imports matplotlib or IPython.
 
 Every word a diagram draws is in ``LABELS[name][lang]``: a translation adds a dict under its
 language key (``"zh"``; keys it lacks fall back to English). In labels, ``_{...}`` is a subscript
 (``H_{t-1}``) and ``$t`` a value the drawing fills in (``string.Template``).
 """
 
+import base64
 import re
 from string import Template
 from xml.sax.saxutils import escape
 
 from d2lmini.i18n import LANGUAGES, get_language
 
-__all__ = ["DIAGRAMS", "LABELS", "Diagram", "diagram_svg", "show_diagram"]
+__all__ = ["DIAGRAMS", "LABELS", "Diagram", "diagram_svg", "diagram_img", "show_diagram"]
 
 WIDTH = 700  # px: the width of a JupyterLab notebook's output area
 SANS = "DejaVu Sans, Noto Sans CJK SC, Helvetica, Arial, sans-serif"
@@ -466,6 +468,18 @@ def diagram_svg(name, lang=None, *, style=None):
     """
     labels = _labels(name, lang)
     return DIAGRAMS[name](labels).svg(style)
+
+
+def diagram_img(name, lang=None):
+    """An HTML ``<img>`` of diagram ``name`` with the SVG inside as a data URI, for a markdown
+    cell: it shows before any code runs. (JupyterLab's markdown drops inline ``<svg>`` but keeps
+    data-URI images.) The markdown then holds one language: a translated edition needs its own.
+    """
+    svg = diagram_svg(name, lang)
+    data = base64.b64encode(svg.encode("utf-8")).decode("ascii")
+    alt = escape(plain_text(_labels(name, lang)["title"]), {'"': "&quot;"})
+    return (f'<img alt="{alt}" src="data:image/svg+xml;base64,{data}" width="{WIDTH}" '
+            f'style="max-width:100%">')
 
 
 class Diagram:

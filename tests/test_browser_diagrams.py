@@ -2,11 +2,12 @@
 
 A small JupyterLab server (127.0.0.1, a free port, a random token, throwaway config/runtime/
 data folders, fast mode: the server helpers of ``test_browser``) serves one temporary
-notebook that displays every ``d2l.show_diagram`` picture and a ``d2l.show_training_samples``
-table. The test runs it from the Run menu, then checks in the page that each picture is an
-inline SVG with its labels, and measures the text as Chromium laid it out (``getBBox``): no
-label outside the picture and no two labels on top of each other. Screenshots go to
-``$BROWSER_SCREENSHOTS`` (default ``screenshots/browser/``).
+notebook: a markdown cell holding a ``d2l.diagram_img``, a cell per ``d2l.show_diagram``
+picture and a ``d2l.show_training_samples`` table. The test checks that the markdown picture
+shows before anything runs, runs the notebook from the Run menu, then checks in the page that
+each picture is an inline SVG with its labels, and measures the text as Chromium laid it out
+(``getBBox``): no label outside the picture and no two labels on top of each other.
+Screenshots go to ``$BROWSER_SCREENSHOTS`` (default ``screenshots/browser/``).
 """
 
 import os
@@ -65,8 +66,12 @@ LAYOUT_JS = """(svg) => {
 
 
 def _notebook(path):
-    """A notebook: one cell per diagram, then a training-samples table."""
-    cells = [nbformat.v4.new_code_cell("import d2lmini as d2l")]
+    """A notebook: a diagram in a markdown cell (``d2l.diagram_img``), a code cell per
+    diagram, then a training-samples table."""
+    import d2lmini as d2l
+
+    cells = [nbformat.v4.new_markdown_cell(f"Before running: {d2l.diagram_img('gru_cell')}"),
+             nbformat.v4.new_code_cell("import d2lmini as d2l")]
     cells += [nbformat.v4.new_code_cell(f'd2l.show_diagram("{name}")') for name in DIAGRAMS]
     cells.append(nbformat.v4.new_code_cell(SAMPLES_CELL))
     kernel = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -95,6 +100,10 @@ def lab(chromium, tmp_path_factory):  # noqa: F811  (chromium: the fixture impor
 def test_diagrams_and_samples_render_in_jupyterlab(lab, browser, shots):  # noqa: F811
     with _tab(browser, shots, "diagrams") as page:
         _open_notebook(page, lab, "diagrams.ipynb")
+        markdown = _cells(page).first.locator(".jp-RenderedMarkdown img")
+        expect(markdown).to_be_visible(timeout=CELL_MS)
+        assert markdown.evaluate("img => img.naturalWidth") == 700, "markdown diagram broken"
+        _shoot(_cells(page).first, shots, "diagram-in-markdown")
         _run_all(page)
         assert _errors(page) == [], "a diagram cell fails in JupyterLab"
         for name in DIAGRAMS:

@@ -1,5 +1,6 @@
 """The diagrams of d2lmini.diagrams: valid SVG, the lessons' labels, correct layouts."""
 
+import base64
 import re
 import xml.etree.ElementTree as ET
 
@@ -140,3 +141,12 @@ def test_show_diagram_displays_inline_svg_scaled_to_the_output(tmp_path):
     diagram.save(tmp_path / "gru.svg")
     assert (tmp_path / "gru.svg").read_text(encoding="utf-8") == diagram.svg
     assert repr(diagram) == "Diagram('gru_cell', lang='en')"
+
+
+def test_diagram_img_holds_the_svg_as_a_data_uri_for_markdown():
+    tag = d2l.diagram_img("time_major", lang="en")
+    match = re.fullmatch(r'<img alt="([^"]+)" src="data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)" '
+                         r'width="700" style="max-width:100%">', tag)
+    assert match, tag
+    assert match.group(1).startswith("Time-major rows")
+    assert base64.b64decode(match.group(2)).decode("utf-8") == d2l.diagram_svg("time_major")
