@@ -187,8 +187,8 @@ class _Canvas:
         two diagrams inlined in one page do not share them)."""
         return self.markers.setdefault(color, f"d2l-{self.name}-arrow{len(self.markers)}")
 
-    def svg(self, style=None):
-        """The finished SVG document."""
+    def svg(self, style=None, lang="en"):
+        """The finished SVG document (``lang`` also picks the right CJK glyphs)."""
         defs = "".join(
             f'<marker id="{mid}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="10" '
             f'markerHeight="10" markerUnits="userSpaceOnUse" orient="auto-start-reverse">'
@@ -198,7 +198,7 @@ class _Canvas:
         return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" '
                 f'height="{self.height}" viewBox="0 0 {WIDTH} {self.height}" role="img" '
                 f'aria-label="{escape(plain_text(self.title), {chr(34): "&quot;"})}" '
-                f'font-family="{SANS}" data-diagram="{self.name}"{css}>'
+                f'font-family="{SANS}" lang="{lang}" data-diagram="{self.name}"{css}>'
                 f"<title>{escape(plain_text(self.title))}</title><defs>{defs}</defs>"
                 f'<rect width="{WIDTH}" height="{self.height}" fill="white"/>'
                 + "".join(self.parts) + "</svg>")
@@ -467,7 +467,7 @@ def diagram_svg(name, lang=None, *, style=None):
         style: an optional CSS style for the root ``<svg>`` element.
     """
     labels = _labels(name, lang)
-    return DIAGRAMS[name](labels).svg(style)
+    return DIAGRAMS[name](labels).svg(style, lang if lang is not None else get_language())
 
 
 def diagram_img(name, lang=None):

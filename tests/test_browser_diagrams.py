@@ -3,11 +3,12 @@
 A small JupyterLab server (127.0.0.1, a free port, a random token, throwaway config/runtime/
 data folders, fast mode: the server helpers of ``test_browser``) serves one temporary
 notebook: a markdown cell holding a ``d2l.diagram_img``, a cell per ``d2l.show_diagram``
-picture and a ``d2l.show_training_samples`` table. The test checks that the markdown picture
-shows before anything runs, runs the notebook from the Run menu, then checks in the page that
-each picture is an inline SVG with its labels, and measures the text as Chromium laid it out
-(``getBBox``): no label outside the picture and no two labels on top of each other.
-Screenshots go to ``$BROWSER_SCREENSHOTS`` (default ``screenshots/browser/``).
+picture (in every language it has labels in) and a ``d2l.show_training_samples`` table. The
+test checks that the markdown picture shows before anything runs, runs the notebook from the
+Run menu, then checks in the page that each picture is an inline SVG with its labels, and
+measures the text as Chromium laid it out (``getBBox``): no label outside the picture and no
+two labels on top of each other. Screenshots go to ``$BROWSER_SCREENSHOTS`` (default
+``screenshots/browser/``).
 """
 
 import os
@@ -65,6 +66,13 @@ LAYOUT_JS = """(svg) => {
 }"""
 
 
+def _editions():
+    """(diagram, language) for every diagram in every language it has labels in."""
+    from d2lmini.diagrams import LABELS
+
+    return [(name, lang) for name in DIAGRAMS for lang in LABELS[name]]
+
+
 def _notebook(path):
     """A notebook: a diagram in a markdown cell (``d2l.diagram_img``), a code cell per
     diagram, then a training-samples table."""
@@ -72,7 +80,8 @@ def _notebook(path):
 
     cells = [nbformat.v4.new_markdown_cell(f"Before running: {d2l.diagram_img('gru_cell')}"),
              nbformat.v4.new_code_cell("import d2lmini as d2l")]
-    cells += [nbformat.v4.new_code_cell(f'd2l.show_diagram("{name}")') for name in DIAGRAMS]
+    cells += [nbformat.v4.new_code_cell(f'd2l.show_diagram("{name}", lang="{lang}")')
+              for name, lang in _editions()]
     cells.append(nbformat.v4.new_code_cell(SAMPLES_CELL))
     kernel = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nbformat.write(nbformat.v4.new_notebook(cells=cells, metadata={"kernelspec": kernel}), path)
@@ -106,19 +115,21 @@ def test_diagrams_and_samples_render_in_jupyterlab(lab, browser, shots):  # noqa
         _shoot(_cells(page).first, shots, "diagram-in-markdown")
         _run_all(page)
         assert _errors(page) == [], "a diagram cell fails in JupyterLab"
-        for name in DIAGRAMS:
-            svg = page.locator(f'{NOTEBOOK} .jp-OutputArea-output svg[data-diagram="{name}"]')
+        for name, lang in _editions():
+            svg = page.locator(f'{NOTEBOOK} .jp-OutputArea-output '
+                               f'svg[data-diagram="{name}"][lang="{lang}"]')
             expect(svg).to_be_visible(timeout=CELL_MS)
             box = svg.bounding_box()
             assert box["width"] > 400 and box["height"] > 200, f"{name} drawn at {box}"
             layout = svg.evaluate(LAYOUT_JS)
-            assert layout["outside"] == [], f"{name}: labels cut off: {layout['outside']}"
-            assert layout["overlaps"] == [], f"{name}: labels overlap: {layout['overlaps']}"
-            if name == "lstm_cell":
+            where = f"{name} ({lang})"
+            assert layout["outside"] == [], f"{where}: labels cut off: {layout['outside']}"
+            assert layout["overlaps"] == [], f"{where}: labels overlap: {layout['overlaps']}"
+            if (name, lang) == ("lstm_cell", "en"):
                 missing = [t for t in LSTM_LABELS if t not in layout["texts"]]
                 assert missing == [], f"lstm_cell lacks {missing}: {layout['texts']}"
             svg.scroll_into_view_if_needed()
-            _shoot(svg, shots, f"diagram-{name}")
+            _shoot(svg, shots, f"diagram-{name}-{lang}")
         samples = _cells(page).last.locator(".jp-OutputArea-output").last
         expect(samples.locator("table")).to_contain_text("time traveller and the <time>")
         assert samples.locator("img").evaluate("img => img.naturalWidth") > 0

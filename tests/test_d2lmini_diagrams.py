@@ -50,6 +50,7 @@ def test_diagram_is_svg_of_notebook_width_with_a_title(name):
     assert width == 700 and 200 < height < 700
     assert _numbers(root.get("viewBox")) == [0, 0, width, height]
     assert root.find(f"{SVG}title").text and root.get("role") == "img"
+    assert root.get("lang") == "en" and root.get("data-diagram") == name
 
 
 @pytest.mark.parametrize("name", NAMES)
