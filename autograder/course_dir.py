@@ -8,11 +8,13 @@ formgrader go to that gradebook; ``export`` reads them from there. Feedback that
 generates hides hidden tests as the grader's own feedback does.
 """
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
@@ -106,6 +108,19 @@ def copy_submission(opts, result: dict) -> None:
         else:
             target.mkdir(parents=True)
             nbformat.write(stub(result), target / f"{lesson}.ipynb")
+    release_files(opts.out / "autograded" / student / lesson, student, lesson)
+
+
+def release_files(folder: Path, student: str, lesson: str) -> None:
+    """The two files nbgrader's release_feedback needs beside a graded notebook (its submit
+    command would have written them): when it was graded, and the secret that names the
+    released feedback file. Only in autograded/: a timestamp in submitted/ would make
+    formgrader think the submission changed after grading."""
+    graded = folder / f"{lesson}.ipynb"
+    when = datetime.fromtimestamp(graded.stat().st_mtime, UTC)
+    (folder / "timestamp.txt").write_text(when.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
+    secret = hashlib.sha256(f"{COURSE_ID}/{student}/{lesson}".encode()).hexdigest()[:32]
+    (folder / "submission_secret.txt").write_text(secret)
 
 
 def stub(result: dict):
