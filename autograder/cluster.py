@@ -120,12 +120,16 @@ def worker_problem(expected: dict) -> str | None:
         return (f"no sandbox on this worker ({problem}); it refuses to grade unsandboxed: "
                 "install bubblewrap (apt-get install bubblewrap)")
     mine = environment()
-    differs = [f"{key} {mine.get(key)} here, {value} on the driver"
+    differs = [f"{_name(key)} {str(mine.get(key))[:12]} here, {str(value)[:12]} on the driver"
                for key, value in expected.items() if mine.get(key) != value]
     if differs:
         return ("this worker's course environment differs from the driver's (install the same "
                 "commit and requirements.txt on every worker): " + "; ".join(differs))
     return None
+
+
+def _name(key: str) -> str:
+    return "the autograder's and d2lmini's source (digest)" if key == "source" else key
 
 
 def check_worker(expected: dict) -> dict:
