@@ -1,6 +1,7 @@
 """nbgrader preprocessors the autograder adds: an Execute that runs graded test cells on the
 grader's side and tolerates a dying kernel, an output size cap, and hidden-test removal."""
 
+import json
 import re
 import time
 
@@ -176,15 +177,51 @@ def _reason(err, index) -> str:
 
 
 class TruncateOutput(NbGraderPreprocessor):
-    """Cut every text output to ``max_chars`` (nbgrader's LimitOutput counts lines only, so a
-    single 10 MB line would pass through)."""
+    """Cut every text of every output to ``max_chars`` and keep at most ``max_outputs``
+    outputs per cell (nbgrader's LimitOutput counts lines only, so a single 10 MB line, or a
+    20 MB exception message, would pass through)."""
 
     max_chars = Integer(20_000, help="characters kept per output text").tag(config=True)
+    max_outputs = Integer(200, help="outputs kept per cell").tag(config=True)
+    cell_bytes = Integer(2_000_000, help="bytes of outputs kept per cell").tag(config=True)
+    notebook_bytes = Integer(10_000_000, help="bytes of outputs kept per notebook").tag(
+        config=True)
+
+    def preprocess(self, nb, resources):
+        self._notebook_left = self.notebook_bytes
+        return super().preprocess(nb, resources)
 
     def preprocess_cell(self, cell, resources, index):
+        cell, resources = self._cut_outputs(cell, resources)
+        kept, budget = [], min(self.cell_bytes, self._notebook_left)
+        for output in cell.get("outputs", []):
+            size = len(json.dumps(output, default=str))
+            if size > budget:
+                kept.append(NotebookNode(output_type="stream", name="stdout", text=(
+                    "... output truncated (the outputs of this cell passed the byte "
+                    "budget) ...\n")))
+                break
+            budget -= size
+            self._notebook_left -= size
+            kept.append(output)
+        if "outputs" in cell:
+            cell.outputs = kept
+        return cell, resources
+
+    def _cut_outputs(self, cell, resources):
+        outputs = cell.get("outputs", [])
+        if len(outputs) > self.max_outputs:
+            dropped = len(outputs) - self.max_outputs
+            cell.outputs = outputs[:self.max_outputs] + [NotebookNode(
+                output_type="stream", name="stdout",
+                text=f"... output truncated ({dropped:,} more outputs) ...\n")]
         for output in cell.get("outputs", []):
             if "text" in output:
                 output.text = self._cut(output.text)
+            if "evalue" in output:
+                output.evalue = self._cut(str(output.evalue))
+            if "traceback" in output:
+                output.traceback = [self._cut(str(t)) for t in output.traceback[-60:]]
             for mime, value in output.get("data", {}).items():
                 if isinstance(value, str) and not mime.startswith("image/"):
                     output.data[mime] = self._cut(value)

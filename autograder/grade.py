@@ -244,6 +244,8 @@ class Grader:
         if self.cluster is not None:
             return self.cluster.grade(sub, job_dir, stamp)
         outcome = self.worker().grade(job_dir, self.opts.deadline)
+        if outcome != pool.DONE:  # the worker was killed: remove what its job left in /tmp
+            sandbox.Runtime(job_dir).close()
         if outcome == pool.LATE:
             return self.write_result(job_dir, self.empty_result(
                 sub, "timeout", f"grading took longer than {self.opts.deadline} s", stamp))

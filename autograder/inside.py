@@ -4,12 +4,13 @@ The grader (``autograder.trusted``) runs the test cells in its own process; when
 one of the student's functions, the grader executes ``serve(REQUEST)`` in this kernel. The
 request is wire data (``autograder.wire``): the function's name and its arguments. ``serve``
 rebuilds the arguments, calls the student's function from the notebook's namespace, and
-sends back the result and the effects on the arguments as wire data, as a payload of the
-execute reply (one message back, nothing printed). Everything here can be changed by the
-student's code; the grader only ever reads plain data from it.
+sends back the result and the effects on the arguments as wire data. Requests and replies
+travel over the kernel's stdin channel, inside one long execution per test cell (``loop``):
+each reply is the prompt of an ``input()`` whose answer is the next request, so a call costs
+two messages and no cell execution. Everything here can be changed by the student's code;
+the grader only ever reads plain data from it.
 """
 
-import base64
 import importlib
 import inspect
 import types
@@ -18,7 +19,7 @@ import torch
 
 from autograder import wire
 
-PAYLOAD_SOURCE = "autograder"
+REPLY_PREFIX = "\x1eautograder:"
 _calls: dict[int, tuple[list, list]] = {}  # call id -> (inputs, outputs) needing gradients
 
 
@@ -51,23 +52,31 @@ def resolve(tag: str, data: dict, decoder: wire.Decoder, depth: int):
     return obj
 
 
-def serve(request_b64: str) -> None:
-    """Answer one request of the grader (see ``autograder.wire``)."""
-    try:
-        request = wire.loads(base64.b64decode(request_b64).decode())
-        if "vjp" in request:
-            reply = vjp(request)
-        elif "forget" in request:
-            _calls.clear()
-            reply = {"result": None}
-        else:
-            reply = call(request)
-    except BaseException as err:  # the grader decides what an error means
-        reply = {"raised": {"type": type(err).__name__, "message": str(err)[:4000]}}
-    from IPython import get_ipython
+def loop() -> None:
+    """Serve the grader's requests until it sends an empty one (the test cell ended)."""
+    import builtins
 
-    get_ipython().payload_manager.write_payload(
-        {"source": PAYLOAD_SOURCE, "reply": wire.dumps(reply)}, single=False)
+    ask = builtins.input  # ipykernel's stdin-channel input() during this execution
+    reply = "ready"
+    while True:
+        request = ask(REPLY_PREFIX + reply)
+        if not request:
+            return
+        reply = wire.dumps(answer(request))
+
+
+def answer(text: str) -> dict:
+    """The reply to one request (see ``autograder.wire``); every error becomes data."""
+    try:
+        request = wire.loads(text)
+        if "vjp" in request:
+            return vjp(request)
+        if "forget" in request:
+            _calls.clear()
+            return {"result": None}
+        return call(request)
+    except BaseException as err:  # the grader decides what an error means
+        return {"raised": {"type": type(err).__name__, "message": str(err)[:4000]}}
 
 
 def call(request: dict) -> dict:

@@ -1,8 +1,11 @@
-"""Runs inside the sandbox, just before the kernel: set resource limits, drop root, exec.
+"""Starts a kernel: join its control groups, set resource limits, drop root, exec.
 
-``python -m autograder.launch LIMITS_JSON -- ARGV...`` where LIMITS_JSON holds ``memory``,
-``cpu``, ``processes``, ``file_size`` (bytes, seconds, count, bytes) and optionally ``uid``.
-Kept free of third-party imports: it runs once per kernel start.
+``python -m autograder.launch --enter PROCS_FILE,... -- ARGV...`` runs OUTSIDE the sandbox:
+it writes its pid into each cgroup.procs file (so bubblewrap and every process after it
+belong to the kernel's control group), then execs ARGV (bubblewrap).
+``python -m autograder.launch LIMITS_JSON -- ARGV...`` runs INSIDE the sandbox, where
+LIMITS_JSON holds ``memory``, ``cpu``, ``processes``, ``file_size`` (bytes, seconds, count,
+bytes) and optionally ``uid``. Kept free of third-party imports: it runs once per kernel start.
 """
 
 import ctypes
@@ -34,9 +37,19 @@ def drop_privileges(uid: int | None) -> None:
     libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
 
 
+def enter_cgroups(procs_files: list[str]) -> None:
+    """Move this process into each control group (its children follow)."""
+    for path in procs_files:
+        with open(path, "w") as f:
+            f.write(str(os.getpid()))
+
+
 def main(argv: list[str]) -> None:
-    limits = json.loads(argv[0])
     command = argv[argv.index("--") + 1:]
+    if argv[0] == "--enter":
+        enter_cgroups([p for p in argv[1].split(",") if p])
+        os.execv(command[0], command)
+    limits = json.loads(argv[0])
     drop_privileges(limits.get("uid"))
     apply_limits(limits)
     os.execv(command[0], command)

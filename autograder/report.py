@@ -40,8 +40,8 @@ def write_json(path: Path, results: list[dict], context: dict) -> None:
     students = defaultdict(dict)
     for r in results:
         students[r["student"]][r["lesson"]] = {
-            key: r[key] for key in ("status", "reason", "notes", "score", "max_score", "cells",
-                                    "seconds")}
+            key: r.get(key) for key in ("status", "reason", "notes", "score", "max_score",
+                                        "cells", "seconds", "resources", "boundary")}
     payload = {"students": students, "unmatched": context["unmatched"],
                "sandbox": context["sandbox"], "limits": context["limits"],
                "missing": context.get("missing", []),  # roster students without a submission

@@ -9,6 +9,7 @@ Resource limits (memory, CPU time, processes, file size) apply in either case.
 """
 
 import functools
+import hashlib
 import json
 import os
 import shutil
@@ -18,6 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from jupyter_client.manager import AsyncKernelManager
+
+from autograder.cgroup import Cgroup
 
 KERNEL_NAME = "autograder-sandbox"
 HOME = "/home/student"
@@ -36,6 +39,8 @@ class Limits:
     cpu: int = 900
     processes: int = 128
     file_size: int = 256 * 1024 ** 2
+    home_size: int = 512 * 1024 ** 2
+    home_files: int = 10_000
     uid: int | None = None
 
 
@@ -93,9 +98,57 @@ def _parents(paths) -> list[str]:
     return sorted(parents, key=lambda s: (s.count("/"), s))
 
 
+class Runtime:
+    """A job's private folder under /tmp, outside OUT and outside the kernel's view except
+    for ``conn`` (the connection file and the kernel's ZeroMQ sockets) and ``home``.
+
+    ``root/spec``: the kernel spec (JUPYTER_PATH), never seen by the kernel; ``root/conn``:
+    bound into the sandbox; ``root/home``: the kernel's home, a tmpfs limited in size and in
+    number of files when the grader may mount one. The folder's name follows from the job
+    folder, so whoever kills a worker can still remove what its job left (``close``).
+    """
+
+    def __init__(self, job_dir: Path):
+        key = hashlib.sha1(str(Path(job_dir).resolve()).encode()).hexdigest()[:12]
+        self.key, self.root = key, Path("/tmp") / f"ag-{key}"
+        self.spec, self.conn, self.home = self.root / "spec", self.root / "conn", self.root / "home"
+        self.home_limited = False
+        self.cgroup = None
+
+    def open(self, seed_home: Path, limits: Limits) -> "Runtime":
+        """Make the folders, mount the home, copy the seed home in, create the cgroup."""
+        self.close()  # what a killed run of the same job left
+        for folder in (self.spec, self.conn, self.home):
+            folder.mkdir(parents=True)
+        self.home_limited = mount_tmpfs(self.home, limits.home_size, limits.home_files)
+        if seed_home.is_dir():
+            shutil.copytree(seed_home, self.home, dirs_exist_ok=True)
+        self.cgroup = Cgroup.create(f"autograder-{self.key}", limits.memory, limits.processes)
+        return self
+
+    def close(self) -> None:
+        """Kill the kernel's processes, unmount the home, remove every file of the job."""
+        Cgroup.remove_named(f"autograder-{self.key}")
+        if self.home.is_mount():
+            subprocess.run(["umount", "-l", str(self.home)], check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def mount_tmpfs(folder: Path, size: int, files: int) -> bool:
+    """Mount a tmpfs of ``size`` bytes and ``files`` inodes on ``folder`` (root only)."""
+    if os.getuid() != 0 or shutil.which("mount") is None:
+        return False
+    options = f"size={size},nr_inodes={files},mode=0755"
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                            check=False, capture_output=True)
+    return result.returncode == 0
+
+
 def bwrap_argv(home: Path, runtime: Path, book: Path) -> list[str]:
     """bubblewrap's arguments: namespaces and the file system the kernel sees."""
-    argv = ["bwrap", *namespace_flags(), "--die-with-parent", "--clearenv"]
+    argv = [shutil.which("bwrap") or "bwrap", *namespace_flags(), "--die-with-parent",
+            "--clearenv"]
     for name in ("usr", "etc"):
         argv += ["--ro-bind", f"/{name}", f"/{name}"]
     for name in ("bin", "lib", "lib64", "sbin"):
@@ -135,16 +188,21 @@ def kernel_env(sandboxed: bool, home: Path, book: Path) -> dict[str, str]:
 
 
 def kernel_argv(limits: Limits, home: Path, runtime: Path, book: Path,
-                sandboxed: bool) -> list[str]:
-    """The kernel spec's argv: [bwrap ... --] launcher (limits, uid) -- ipykernel."""
+                sandboxed: bool, cgroup_procs: list[str] = ()) -> list[str]:
+    """The kernel spec's argv: [launcher --enter cgroups --] [bwrap ... --] launcher (limits,
+    uid) -- ipykernel. ``runtime``: the folder bound into the sandbox (connection, sockets)."""
     python = str(Path(sys.executable))
-    launch = [python, "-m", "autograder.launch", json.dumps(asdict(limits)), "--",
+    process_limits = {k: v for k, v in asdict(limits).items()
+                      if k in ("memory", "cpu", "processes", "file_size", "uid")}
+    launch = [python, "-m", "autograder.launch", json.dumps(process_limits), "--",
               python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    enter = [python, "-m", "autograder.launch", "--enter", ",".join(cgroup_procs), "--"] \
+        if cgroup_procs else []
     if not sandboxed:
-        return launch
+        return enter + launch
     setenv = [arg for key, value in kernel_env(True, home, book).items()
               for arg in ("--setenv", key, value)]
-    return bwrap_argv(home, runtime, book) + setenv + ["--"] + launch
+    return enter + bwrap_argv(home, runtime, book) + setenv + ["--"] + launch
 
 
 def write_kernelspec(runtime: Path, argv: list[str], env: dict[str, str]) -> Path:

@@ -147,78 +147,104 @@ def _loaded(source: str) -> set[str]:
 class Boundary:
     """The grader's line into the kernel: sends requests, reads the replies (data only).
 
-    A second kernel client on the same kernel, with only the shell channel: the reply comes
-    back as a payload of the execute reply, so nothing the kernel prints is read.
-    ``deadline`` (monotonic seconds) bounds every request.
+    A second kernel client on the same kernel, with only the shell and stdin channels (so
+    nothing the kernel prints is read). The first request of a test cell starts one execution
+    of ``autograder.inside.loop()``; every reply arrives as the prompt of an ``input()`` and
+    the next request is its answer; ``end()`` closes the loop. ``deadline`` (monotonic
+    seconds) bounds every request.
     """
 
     def __init__(self, km):
         self.km = km
         self.kc = BlockingKernelClient()
         self.kc.load_connection_info(km.get_connection_info())
-        self.kc.start_channels(shell=True, iopub=False, stdin=False, hb=False, control=False)
+        self.kc.start_channels(shell=True, iopub=False, stdin=True, hb=False, control=False)
         self.deadline = float("inf")
+        self.session = None  # msg_id of the running loop
         self.stats = {"calls": 0, "bytes_out": 0, "bytes_in": 0, "seconds": 0.0}
 
     def close(self) -> None:
+        self.end()
         self.kc.stop_channels()
 
     def request(self, message: dict) -> dict:
         """Send one request; return the kernel's reply, decoded as JSON (not yet as values)."""
         started = time.monotonic()
-        payload = wire.b64(wire.dumps(message).encode())
-        code = f"__import__('autograder.inside', fromlist=['serve']).serve({payload!r})"
-        msg_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False,
-                                 stop_on_error=False)
-        self.stats["calls"] += 1
-        self.stats["bytes_out"] += len(payload)
         try:
-            reply = self._wait(msg_id)
+            if self.session is None:
+                self.session = self.kc.execute(
+                    "__import__('autograder.inside', fromlist=['loop']).loop()", silent=True,
+                    store_history=False, allow_stdin=True, stop_on_error=False)
+                self._next_prompt()  # "ready"
+            text = wire.dumps(message)
+            self.kc.input(text)
+            self.stats["calls"] += 1
+            self.stats["bytes_out"] += len(text)
+            reply = self._next_prompt()
         finally:
             self.stats["seconds"] += time.monotonic() - started
         self.stats["bytes_in"] += len(reply)
         return wire.loads(reply)
 
-    def _wait(self, msg_id: str) -> str:
-        socket = self.kc.shell_channel.socket
+    def end(self) -> None:
+        """Close the loop of this test cell (the kernel goes back to the notebook)."""
+        if self.session is None or not self.km.is_alive():
+            self.session = None
+            return
+        self.kc.input("")
+        self._wait_reply(self.session, 10)
+        self.session = None
+
+    def _next_prompt(self) -> str:
+        """The text after REPLY_PREFIX of the loop's next input() prompt."""
+        shell, stdin = self.kc.shell_channel.socket, self.kc.stdin_channel.socket
         last_alive_check = time.monotonic()
         while True:
             now = time.monotonic()
             if now > self.deadline:
-                self._interrupt(msg_id)
+                self._interrupt()
                 raise CallTimeout("the function ran past the time limit of the test cell")
             if now - last_alive_check > 1.0:
                 last_alive_check = now
                 if not self.km.is_alive():
+                    self.session = None
                     raise KernelGone("the kernel died while running the student's function")
-            if not socket.poll(timeout=200):
-                continue
-            msg = self.kc.shell_channel.get_msg(timeout=0)
-            if msg["parent_header"].get("msg_id") == msg_id:
-                return _reply_text(msg)
+            if stdin.poll(timeout=100):
+                msg = self.kc.stdin_channel.get_msg(timeout=0)
+                prompt = str(msg.get("content", {}).get("prompt", ""))
+                if prompt.startswith(inside.REPLY_PREFIX):
+                    return prompt[len(inside.REPLY_PREFIX):]
+                self.kc.input("")  # the student's own input(): it gets nothing
+            elif shell.poll(timeout=0):
+                msg = self.kc.shell_channel.get_msg(timeout=0)
+                if msg["parent_header"].get("msg_id") == self.session:
+                    self.session = None
+                    raise AnswerError("the kernel stopped answering the grader's calls (was "
+                                      "input() or the call loop changed?)")
 
-    def _interrupt(self, msg_id: str) -> None:
-        """Interrupt the kernel and wait briefly for it to finish the request."""
-        self.km.interrupt_kernel()
-        until = time.monotonic() + 10
+    def _wait_reply(self, msg_id: str, seconds: float) -> bool:
+        until = time.monotonic() + seconds
         while time.monotonic() < until:
             try:
-                msg = self.kc.shell_channel.get_msg(timeout=0.5)
+                msg = self.kc.shell_channel.get_msg(timeout=0.2)
             except Exception:  # queue.Empty
                 continue
             if msg["parent_header"].get("msg_id") == msg_id:
+                return True
+        return False
+
+    def _interrupt(self) -> None:
+        """Interrupt the kernel and wait briefly for the loop to end."""
+        self.km.interrupt_kernel()
+        session, self.session = self.session, None
+        until = time.monotonic() + 10
+        while session is not None and time.monotonic() < until:
+            if self.kc.stdin_channel.socket.poll(timeout=100):
+                self.kc.stdin_channel.get_msg(timeout=0)
+                self.kc.input("")  # the loop caught the interrupt and asks again: stop it
+            if self._wait_reply(session, 0.1):
                 return
         raise KernelIgnoredInterrupt("ran past the time limit and ignored the interrupt")
-
-
-def _reply_text(msg: dict) -> str:
-    """The autograder payload of an execute reply (data, read as text)."""
-    payloads = msg.get("content", {}).get("payload", [])
-    for item in payloads if isinstance(payloads, list) else []:
-        if isinstance(item, dict) and item.get("source") == inside.PAYLOAD_SOURCE \
-                and isinstance(item.get("reply"), str):
-            return item["reply"]
-    raise AnswerError("the kernel sent no answer (was the function's execution changed?)")
 
 
 class Proxy:
@@ -288,6 +314,7 @@ class TrustedTests:
         self.functions = student_functions(source_nb)
         self.delegated = self._delegations(source_nb, answers)
         self.boundary_factory, self.boundary = boundary_factory, None
+        self.deadline = float("inf")
         self.ns = {"__name__": "__main__", "__builtins__": builtins}
         self.ns.update({name: Proxy(name, self) for name in self.functions})
         self._rng_synced = None  # the random state both sides hold (None: not known)
@@ -341,10 +368,11 @@ class TrustedTests:
         return True, "", printed.getvalue()[-4000:]
 
     def forget(self) -> None:
-        """Let the kernel free the graphs it kept for backward passes."""
-        if self.boundary is not None and self.boundary.km.is_alive():
-            with contextlib.suppress(AnswerError, wire.WireError):
+        """Let the kernel free the graphs it kept for backward passes; end the call loop."""
+        if self.boundary is not None and self.boundary.session is not None:
+            with contextlib.suppress(AnswerError, wire.WireError, CallTimeout, KernelGone):
                 self.boundary.request({"forget": True})
+            self.boundary.end()
 
     # --- calls -----------------------------------------------------------------------------
     def call(self, name: str, args: tuple, kwargs: dict):

@@ -11,10 +11,8 @@ import ctypes
 import json
 import logging
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import traceback
 import warnings
@@ -45,7 +43,7 @@ NOTES_LIMIT = 50
 PR_SET_PDEATHSIG = 1
 
 
-def job_config(job: dict, runtime: Path):
+def job_config(job: dict, rt: sandbox.Runtime):
     """nbgrader_config.py plus this job: course folder, gradebook, kernel, timeout."""
     course = Path(job["course"])
     config = load_config(course, f"sqlite:///{course / 'gradebook.db'}")
@@ -60,8 +58,8 @@ def job_config(job: dict, runtime: Path):
         SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
     if job["sandboxed"]:
         config.KernelManager.transport = "ipc"  # Unix sockets reach into the network namespace
-        config.KernelManager.ip = str(runtime / "k")
-        config.KernelManager.connection_file = str(runtime / "kernel.json")
+        config.KernelManager.ip = str(rt.conn / "k")
+        config.KernelManager.connection_file = str(rt.conn / "kernel.json")
     return config
 
 
@@ -70,18 +68,19 @@ def source_path(job: dict) -> Path:
     return Path(job["course"]) / "source" / job["lesson"] / f"{job['lesson']}.ipynb"
 
 
-def prepare_kernel(job: dict, runtime: Path) -> None:
+def prepare_kernel(job: dict, rt: sandbox.Runtime) -> None:
     """Write the sandbox kernel spec and hand the private folders to the kernel's uid."""
     limits = sandbox.Limits(**job["limits"])
-    home, book = Path(job["home"]), Path(job["book"])
-    argv = sandbox.kernel_argv(limits, home, runtime, book, job["sandboxed"])
-    env = {} if job["sandboxed"] else sandbox.kernel_env(False, home, book)
-    sandbox.write_kernelspec(runtime, argv, env)
-    os.environ["JUPYTER_PATH"] = str(runtime)
+    book = Path(job["book"])
+    procs = rt.cgroup.procs_files if rt.cgroup is not None else []
+    argv = sandbox.kernel_argv(limits, rt.home, rt.conn, book, job["sandboxed"], procs)
+    env = {} if job["sandboxed"] else sandbox.kernel_env(False, rt.home, book)
+    sandbox.write_kernelspec(rt.spec, argv, env)
+    os.environ["JUPYTER_PATH"] = str(rt.spec)
     os.environ.pop("AUTOGRADER_KERNEL_UID", None)  # a serving worker grades many jobs
     if limits.uid is not None:
         os.environ["AUTOGRADER_KERNEL_UID"] = str(limits.uid)
-        for path in (runtime, *home.rglob("*"), home):  # home may hold a warm matplotlib cache
+        for path in (rt.conn, rt.home, *rt.home.rglob("*")):  # a warm matplotlib cache
             os.chown(path, limits.uid, limits.uid)
 
 
@@ -148,24 +147,33 @@ def grade_job(job_dir: Path) -> dict:
     job = json.loads((job_dir / "job.json").read_text())
     course, student, lesson = Path(job["course"]), job["student"], job["lesson"]
     started = time.monotonic()
-    runtime = Path(tempfile.mkdtemp(prefix="ag-", dir="/tmp"))  # short: Unix socket paths
+    rt = sandbox.Runtime(job_dir).open(Path(job["home"]), sandbox.Limits(**job["limits"]))
     try:
-        prepare_kernel(job, runtime)
-        config = job_config(job, runtime)
+        prepare_kernel(job, rt)
+        config = job_config(job, rt)
         run_nbgrader(Autograde, config)
         timeline("autograded", started)
+        resources = {"peak_memory": rt.cgroup.peak_memory() if rt.cgroup else None,
+                     "oom_kills": rt.cgroup.oom_kills() if rt.cgroup else 0,
+                     "cgroup": rt.cgroup is not None, "home_limited": rt.home_limited}
     finally:
-        shutil.rmtree(runtime, ignore_errors=True)
+        rt.close()
     run = SandboxExecute.last_run
     graded = course / "autograded" / student / lesson / f"{lesson}.ipynb"
     nb = nbformat.read(graded, as_version=4)
     status, reason = status_of(run.events)
+    if status == "crashed" and resources["oom_kills"]:
+        limit = sandbox.Limits(**job["limits"]).memory / sandbox.GiB
+        reason += f"; its processes went past the memory limit ({limit:g} GiB for all together)"
     source = nbformat.read(source_path(job), as_version=4)
     hidden = hidden_lines(source)
     cells = cell_results(job, nb, graded_order(source))
     for row in cells:
         row["message"] = redact(row["message"], hidden)[:MESSAGE_LIMIT]
-    notes = (job["notes"] + submission_notes_after(nb))[:NOTES_LIMIT]
+    notes = job["notes"] + submission_notes_after(nb)
+    if resources["oom_kills"]:
+        notes.append("the kernel's processes went past the memory limit and were killed")
+    notes = notes[:NOTES_LIMIT]
     page = course / "feedback" / student / lesson / f"{lesson}.html"
     page.parent.mkdir(parents=True, exist_ok=True)
     tests = {c.metadata.nbgrader["grade_id"]: c.source for c in source.cells if is_test_cell(c)}
@@ -178,6 +186,7 @@ def grade_job(job_dir: Path) -> dict:
             "score": sum(r["points"] for r in cells),
             "max_score": sum(r["max_points"] for r in cells),
             "feedback": str(page), "boundary": getattr(run, "boundary_stats", {}),
+            "resources": resources,
             "seconds": round(time.monotonic() - started, 1), "fingerprint": job["fingerprint"]}
 
 
