@@ -53,11 +53,14 @@ def language_of(nb) -> str:
     return lang if lang in LANGUAGES else "en"
 
 
-def gettext(message: str, lang: str) -> str:
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def gettext(message: str, lang: str, root: Path = REPOSITORY) -> str:
     """One of the autograder's own messages (``translations/<lang>/autograder.po``) in lang."""
     if lang == "en":
         return message
-    return _autograder_catalog(lang)[0].get(message) or message
+    return _autograder_catalog(lang, root)[0].get(message) or message
 
 
 def translate_message(text: str, lang: str) -> str:
@@ -77,7 +80,7 @@ def translate_message(text: str, lang: str) -> str:
     exact = gettext(text, lang)
     if exact != text:
         return exact
-    for regex, groups, msgstr in _autograder_catalog(lang)[1]:
+    for regex, groups, msgstr in _autograder_catalog(lang, REPOSITORY)[1]:
         match = regex.fullmatch(text)
         if match:
             return fill(msgstr, {name: translate(match.group(f"g{i}"), lang)
@@ -88,21 +91,22 @@ def translate_message(text: str, lang: str) -> str:
 _AUTOGRADER_CATALOGS = {}
 
 
-def _autograder_catalog(lang):
-    """({msgid: msgstr}, templates) of ``translations/<lang>/autograder.po``."""
-    if lang not in _AUTOGRADER_CATALOGS:
+def _autograder_catalog(lang, root):
+    """({msgid: msgstr}, templates) of ``root/translations/<lang>/autograder.po``."""
+    key = (lang, str(root))
+    if key not in _AUTOGRADER_CATALOGS:
         import polib
 
         from d2lmini.i18n import TEMPLATE_FLAG as FLAG
         from d2lmini.i18n import template_regex
 
-        path = Path(__file__).resolve().parents[1] / TRANSLATIONS / lang / "autograder.po"
+        path = root / TRANSLATIONS / lang / "autograder.po"
         po = polib.pofile(str(path)) if path.is_file() else []
         done = [e for e in po if e.translated()]
-        _AUTOGRADER_CATALOGS[lang] = ({e.msgid: e.msgstr for e in done},
+        _AUTOGRADER_CATALOGS[key] = ({e.msgid: e.msgstr for e in done},
                                       [template_regex(e.msgid, e.msgstr) for e in done
                                        if FLAG in e.flags])
-    return _AUTOGRADER_CATALOGS[lang]
+    return _AUTOGRADER_CATALOGS[key]
 
 
 # ---------------------------------------------------------------- what is translated
@@ -311,13 +315,13 @@ def translated_notebook(nb, lang: str, catalog, notice=None):
     return nb
 
 
-def notice_text(lang: str, name: str) -> str:
+def notice_text(lang: str, name: str, root: Path = REPOSITORY) -> str:
     """The generated-file notice of a translated notebook."""
     return gettext("> **Generated file.** This student notebook is generated from "
                    "`{solutions}/{name}.ipynb` and `{translations}/{lang}/{name}.po` by "
                    "`python -m autograder release`; changes made here are overwritten.\n>\n"
                    "> Students: work in this notebook as usual; answer where it says "
-                   "`YOUR CODE HERE`.", lang).format(
+                   "`YOUR CODE HERE`.", lang, root).format(
         solutions=SOLUTIONS, name=name, translations=TRANSLATIONS, lang=lang)
 
 

@@ -119,7 +119,7 @@ def render_editions(root: Path, english: dict[str, str]) -> dict[str, str]:
             name = Path(filename).stem
             catalog = i18n.load_catalog(i18n.catalog_file(root, lang, name))
             catalogs.append((name, catalog))
-            notice = nbformat.v4.new_markdown_cell(i18n.notice_text(lang, name), id=NOTICE_ID)
+            notice = nbformat.v4.new_markdown_cell(i18n.notice_text(lang, name, root), id=NOTICE_ID)
             notice.metadata = {"deletable": False, "editable": False}
             nb = i18n.translated_notebook(nbformat.reads(text, as_version=4), lang, catalog,
                                           notice)
