@@ -1,13 +1,23 @@
 """The course as students and instructors meet it: JupyterLab in a real (headless) Chromium.
 
-One JupyterLab server (127.0.0.1, a free port, a token, throwaway config/runtime/data folders,
-fast mode) serves a temporary copy of ``course/`` and a throwaway nbgrader course. Playwright
-drives Debian's ``chromium`` (never a downloaded browser) to
+Two JupyterLab servers (127.0.0.1, a free port, a token, throwaway config/runtime/data
+folders, fast mode). Playwright drives Debian's ``chromium`` (never a downloaded browser).
 
-- run lesson 03 with every answer filled in, move sliders of its training panel and press Train;
-- run a visible test cell of lesson 02 with a correct answer (passes), then with a wrong answer
-  typed into the cell (shows the test's message);
-- open the formgrader and see every lesson listed as an assignment.
+The student's JupyterLab, started as a student starts it (plain ``jupyter lab``, this
+environment's configuration), serves a temporary copy of ``course/``:
+
+- it shows nbgrader's Validate button and none of the instructor's tools (no Create
+  Assignment panel, no Nbgrader menu, no /formgrader);
+- lesson 03 with every answer filled in runs; sliders of its training panel move; Train trains;
+- a visible test cell of lesson 02 passes with a correct answer, then shows the test's message
+  after a wrong answer is typed into the cell.
+
+The instructor's JupyterLab, started as ``python -m autograder formgrader OUT`` starts it,
+serves a class graded by ``python -m autograder grade`` from a Canvas download (test_lms):
+
+- formgrader lists the submissions with their automatic scores;
+- a manual grade and a comment entered there are what ``python -m autograder export`` writes;
+- feedback generated and released from formgrader holds the comment and no hidden test.
 
 Screenshots of each step go to ``$BROWSER_SCREENSHOTS`` (default ``screenshots/browser/`` in
 the repository, git-ignored); the folder is printed at the end of the run.
@@ -15,6 +25,8 @@ Under ``CI=true`` a missing Chromium or Playwright fails; elsewhere the tests sk
 """
 
 import contextlib
+import csv
+import html
 import json
 import os
 import re
@@ -30,6 +42,10 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from test_lms import LESSON as LMS_LESSON
+from test_lms import TOP, downloads  # noqa: F401  (downloads: the graded Canvas class)
+
+from autograder.cli import main as cli_main
 
 try:
     from playwright.sync_api import expect
@@ -276,30 +292,50 @@ def _stop(proc, url, token):
             proc.wait()
 
 
-@pytest.fixture(scope="module")
-def lab(book, chromium, tmp_path_factory):
-    """A running JupyterLab: ``(url, token, root)`` where root holds ``course/`` (a copy of the
-    student notebooks) and ``instructor/`` (the nbgrader course)."""
-    missing = [f"course/{stem}.ipynb" for stem in (PANEL_LESSON, TEST_LESSON)
-               if not (ROOT / "course" / f"{stem}.ipynb").is_file()]
-    assert not missing, f"{missing} missing: run python -m autograder release"
-    tmp = tmp_path_factory.mktemp("lab")
-    root, env = tmp / "root", _server_env(tmp)
-    shutil.copytree(ROOT / "course", root / "course")
-    generating = _generate_assignments(_instructor_course(root, tmp / "exchange"), env)
-    port, token, log = _free_port(), os.urandom(12).hex(), tmp / "server.log"
+@contextlib.contextmanager
+def _serving(root, env, log):
+    """JupyterLab serving ``root`` (also its working directory) in ``env``: yields
+    ``(url, token)`` once it answers; shut down afterwards."""
+    port, token = _free_port(), os.urandom(12).hex()
     url = f"http://127.0.0.1:{port}"
     with open(log, "w") as out:
         proc = subprocess.Popen(_lab_command(root, port, token), cwd=root, env=env, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_until_up(proc, url, token, log)
-        output, _ = generating.communicate(timeout=SERVER_START_S)
-        assert generating.returncode == 0, output
-        yield url, token, root
+        yield url, token
     finally:
-        generating.kill()
         _stop(proc, url, token)
+
+
+@pytest.fixture(scope="module")
+def lab(book, chromium, tmp_path_factory):
+    """The student's JupyterLab: ``(url, token, root)`` where root holds ``course/`` (a copy of
+    the student notebooks). Started like a student's ``jupyter lab``: nothing but this
+    environment's Jupyter configuration (and throwaway user folders)."""
+    missing = [f"course/{stem}.ipynb" for stem in (PANEL_LESSON, TEST_LESSON)
+               if not (ROOT / "course" / f"{stem}.ipynb").is_file()]
+    assert not missing, f"{missing} missing: run python -m autograder release"
+    tmp = tmp_path_factory.mktemp("lab")
+    root, env = tmp / "root", _server_env(tmp)
+    shutil.copytree(ROOT / "course", root / "course")
+    with _serving(root, env, tmp / "server.log") as (url, token):
+        yield url, token, root
+
+
+@pytest.fixture(scope="module")
+def formgrader(downloads, chromium, tmp_path_factory):  # noqa: F811  (the fixture above)
+    """The instructor's JupyterLab on a graded class (a copy of test_lms's Canvas download,
+    graded): ``(url, token, course)``, in the environment and folder that
+    ``python -m autograder formgrader OUT`` uses."""
+    from autograder.course_dir import formgrader_env
+
+    tmp = tmp_path_factory.mktemp("formgrader")
+    course = tmp / "graded"
+    shutil.copytree(downloads / "canvas", course, ignore=shutil.ignore_patterns(".work"))
+    env = formgrader_env(course, _server_env(tmp))
+    with _serving(course, env, tmp / "server.log") as (url, token):
+        yield url, token, course
 
 
 # ---------------------------------------------------------------- driving JupyterLab
@@ -446,16 +482,32 @@ def _lr(output):
 # ---------------------------------------------------------------- the steps and the test
 
 
-def formgrader_lists_every_lesson(lab, page, shots):
-    """The instructor's formgrader page lists each lesson, with its student version."""
+def _login(page, server):
+    """Open JupyterLab with the token (its cookie then serves formgrader's API calls)."""
+    url, token, _ = server
+    page.goto(f"{url}/lab?token={token}")
+    page.locator(".jp-LabShell").wait_for(timeout=CELL_MS)
+
+
+def _instructor_tools(page):
+    """What of nbgrader's instructor extensions the page shows: the Create Assignment
+    panel, the Nbgrader menu; and its Validate button (a student's tool)."""
+    return {"create assignment": page.locator("#nbgrader-create_assignemnt").count(),
+            "nbgrader menu": page.get_by_role("menuitem", name="Nbgrader", exact=True).count(),
+            "validate": page.locator(".validate-button").count()}
+
+
+def student_lab_has_no_instructor_tools(lab, page, shots):
+    """The student's JupyterLab: Validate on a lesson's toolbar; no Create Assignment
+    panel, no Nbgrader menu, and /formgrader is not served."""
     url, token, _ = lab
-    expected = sorted(path.stem for path in (ROOT / "solutions").glob("*.ipynb"))
-    page.goto(f"{url}/formgrader?token={token}")
-    names = page.locator("td.name a")
-    expect(names).to_have_count(len(expected), timeout=CELL_MS)
-    assert sorted(names.all_inner_texts()) == expected
-    expect(page.locator("td.preview a")).to_have_count(len(expected))
-    _shoot(page, shots, "1-formgrader")
+    _open_notebook(page, lab, f"course/{TEST_LESSON}.ipynb")
+    expect(page.locator(".validate-button")).to_be_visible()
+    assert _instructor_tools(page) == {"create assignment": 0, "nbgrader menu": 0,
+                                       "validate": 1}
+    response = page.request.get(f"{url}/formgrader?token={token}")
+    assert response.status == 404, f"/formgrader answered {response.status} to a student"
+    _shoot(page, shots, "1-student-lab")
 
 
 def visible_test_passes_then_explains_a_wrong_answer(lab, page, shots):
@@ -511,7 +563,7 @@ def training_panel_trains_in_lab(lab, page, shots):
         "do not reach the panel's output area (an ipywidgets Output drops update_display_data)")
 
 
-STEPS = (formgrader_lists_every_lesson, visible_test_passes_then_explains_a_wrong_answer,
+STEPS = (student_lab_has_no_instructor_tools, visible_test_passes_then_explains_a_wrong_answer,
          training_panel_trains_in_lab)
 
 
@@ -521,3 +573,92 @@ def test_course_in_jupyterlab(lab, browser, shots, subtests):
     for step in STEPS:
         with subtests.test(msg=step.__name__), _tab(browser, shots, step.__name__) as page:
             step(lab, page, shots)
+
+
+# ---------------------------------------------------------------- the instructor's formgrader
+
+MANUAL_POINTS, COMMENT = 1, "Look again at how the last partial batch is dropped."
+
+
+def formgrader_lists_the_submissions_with_scores(formgrader, page, shots):
+    """The instructor's JupyterLab has the tools the student's lacks; formgrader's manual
+    grading page lists every graded submission with its automatic score."""
+    url, _, course = formgrader
+    _login(page, formgrader)
+    page.goto(f"{url}/lab/tree/source/{LMS_LESSON}/{LMS_LESSON}.ipynb")
+    expect(page.locator(".validate-button")).to_be_visible(timeout=CELL_MS)
+    assert _instructor_tools(page) == {"create assignment": 1, "nbgrader menu": 1,
+                                       "validate": 1}
+    page.goto(f"{url}/formgrader/gradebook/{LMS_LESSON}/{LMS_LESSON}")
+    expect(page.locator("td.score")).to_have_count(2, timeout=CELL_MS)
+    names = page.locator("td.name a.name-shown").all_text_contents()
+    scores = page.locator("td.score").all_text_contents()
+    assert dict(zip(names, scores, strict=True)) == {"Doe, Jane": f"{TOP} / {TOP}",
+                                                     "Smith, Bob": f"0 / {TOP}"}
+    _shoot(page, shots, "7-formgrader-submissions")
+
+
+def _save(page, field, value):
+    """Type ``value`` into a formgrader field and wait until formgrader saved it."""
+    with page.expect_response(lambda r: r.request.method == "PUT"
+                              and "/formgrader/api/" in r.url) as saved:
+        field.fill(value)
+        field.press("Tab")  # formgrader saves on change
+    assert saved.value.ok, f"formgrader did not save: {saved.value.status}"
+
+
+def manual_grade_and_comment_are_exported(formgrader, page, shots):
+    """A manual grade on Bob's first test cell and a comment, entered in formgrader, are in
+    the gradebook export reads: his exported score is the manual one."""
+    url, _, course = formgrader
+    _login(page, formgrader)
+    page.goto(f"{url}/formgrader/gradebook/{LMS_LESSON}/{LMS_LESSON}")
+    link = page.locator("td.name a.name-shown", has_text="Smith, Bob")
+    link.wait_for(state="attached", timeout=CELL_MS)
+    page.goto(url + link.get_attribute("href"))
+    _save(page, page.locator("input.score").first, str(MANUAL_POINTS))
+    _save(page, page.locator("textarea.comment").first, COMMENT)
+    page.locator("input.score").first.scroll_into_view_if_needed()
+    _shoot(page, shots, "8-formgrader-manual-grade")
+    target = course / "grades-for-canvas.csv"
+    assert cli_main(["export", str(course), "--to", "canvas", "--output", str(target),
+                     "--assignment-id", f"{LMS_LESSON}=4567"]) == 0
+    with target.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][5] == f"{LMS_LESSON} (4567)"
+    assert {row[2]: row[5] for row in rows[2:]} == {"jdoe": str(TOP), "bsmith": str(MANUAL_POINTS),
+                                                    "alee": "", "zzed": ""}
+
+
+def feedback_is_generated_and_released(formgrader, page, shots):
+    """Formgrader's Generate Feedback and Release Feedback for Bob: the page holds the
+    comment and the manual score, and no hidden test; the released copy is in the exchange."""
+    from autograder.execute import hidden_lines
+
+    url, _, course = formgrader
+    _login(page, formgrader)
+    page.goto(f"{url}/formgrader/manage_submissions/{LMS_LESSON}")
+    row = page.locator("tr", has=page.locator("td", has_text="Smith, Bob"))
+    for action, done in (("generate-feedback", "Successfully generated feedback"),
+                         ("release-feedback", "Successfully released feedback")):
+        row.locator(f"td.{action} a").click()
+        expect(page.locator(".modal-body")).to_contain_text(done, timeout=CELL_MS)
+        _shoot(page, shots, f"9-formgrader-{action}")
+        page.locator(".modal-footer button").first.click()
+        expect(page.locator(".modal-body")).to_have_count(0, timeout=CELL_MS)
+    text = (course / "feedback" / "bsmith" / LMS_LESSON / f"{LMS_LESSON}.html").read_text()
+    assert html.escape(COMMENT) in text or COMMENT in text
+    source = nbformat.read(course / "source" / LMS_LESSON / f"{LMS_LESSON}.ipynb", 4)
+    assert [line for line in hidden_lines(source) if line in text] == []
+    assert list((course / "exchange").glob("*/feedback/*.html")), "no feedback released"
+
+
+INSTRUCTOR_STEPS = (formgrader_lists_the_submissions_with_scores,
+                    manual_grade_and_comment_are_exported, feedback_is_generated_and_released)
+
+
+def test_graded_class_in_formgrader(formgrader, browser, shots, subtests):
+    """Each step as a subtest, in order, on one instructor server."""
+    for step in INSTRUCTOR_STEPS:
+        with subtests.test(msg=step.__name__), _tab(browser, shots, step.__name__) as page:
+            step(formgrader, page, shots)
