@@ -204,6 +204,9 @@ def _grade_here(payload: dict, job_dir: Path, book: Path) -> dict:
     finally:
         with _running_lock:
             _running.pop(payload["job_id"], None)
+    runtime = getattr(sandbox, "Runtime", None)  # the job's folder under /tmp, when it has one
+    if outcome != pool.DONE and runtime is not None:
+        runtime(job_dir).close()  # the serving worker was killed: remove what its job left
     result = None
     if (job_dir / "result.json").is_file():
         result = _relative(json.loads((job_dir / "result.json").read_text()), job_dir)

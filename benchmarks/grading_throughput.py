@@ -12,20 +12,37 @@ should earn full marks. The same submissions are then graded
   The autograder runs each kernel with one thread; nbgrader's kernels get
   ``--nbgrader-threads`` (``auto``: one when the machine is loaded, else torch's default).
 
+- with ``--cluster-workers W``: through a Dask cluster started here (``dask scheduler`` and
+  W one-thread ``dask worker`` processes on loopback), ``grade --cluster``, to compare with
+  ``--jobs W`` (the cluster's overhead: packing, shipping, the scheduler).
+
 Times are wall seconds of the whole command. Scores are read back (``grades.csv``, nbgrader's
 gradebook) and totalled, so a fast run that grades wrongly shows. Everything is written
 under ``--work`` (default ``benchmarks/out/grading``, deleted first).
+
+Per submission, the seconds are broken down from each job's ``worker.log`` timeline lines
+(``[autograder] STEP after T s``: kernel start, notebook, tests, feedback, as far as the
+worker logs them) and the driver's own costs are measured: its CPU seconds in the cluster run
+(the workers are not its children) and the gradebook merge (every result merged again into a
+fresh SQLite gradebook, and with ``--postgres`` into a throwaway PostgreSQL server). These
+bound how far more workers help: ``scaling`` prints the model.
 
 Last line: ``jobs 2 vs nbgrader: N.NNx`` (submissions per minute, the largest --jobs).
 """
 
 import argparse
 import csv
+import json
 import os
+import re
 import shutil
+import signal
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 import common
@@ -48,6 +65,10 @@ def parse_args(argv=None):
                              "or 'auto' (1 under load; the autograder's kernels always use 1)")
     parser.add_argument("--skip-nbgrader", action="store_true")
     parser.add_argument("--skip-autograder", action="store_true")
+    parser.add_argument("--cluster-workers", type=int, default=0,
+                        help="also grade through a local Dask cluster of this many workers")
+    parser.add_argument("--postgres", action="store_true",
+                        help="also time the gradebook merge into a throwaway PostgreSQL server")
     return parser.parse_args(argv)
 
 
@@ -69,20 +90,34 @@ def graded_lessons(stems=None):
     return found
 
 
-def run(cmd, cwd, threads=None):
-    """Run a command; return (wall seconds, exit status, the tail of its output).
-
-    ``threads``: OMP_NUM_THREADS for it and its kernels (None: leave the default).
-    """
-    # nbgrader calls tools of its environment (alembic) by name: put the venv's bin first.
+def tool_env(threads=None) -> dict:
+    """This environment with the venv's bin first (nbgrader calls alembic by name) and
+    ``threads`` as OMP_NUM_THREADS (None: leave the default)."""
     env = dict(os.environ, PATH=os.pathsep.join([str(Path(sys.executable).parent),
                                                  os.environ.get("PATH", "")]))
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def run(cmd, cwd, threads=None, usage=None):
+    """Run a command; return (wall seconds, exit status, the tail of its output).
+
+    ``threads``: OMP_NUM_THREADS for it and its kernels (None: leave the default).
+    ``usage``: a dict that receives ``cpu``, the CPU seconds of the command and of the
+    descendants it waited for (not of processes it only talks to, such as Dask workers).
+    """
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    tail = (done.stdout + done.stderr)[-2000:]
-    return time.perf_counter() - start, done.returncode, tail
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(cmd, cwd=cwd, env=tool_env(threads), stdout=log,
+                                stderr=subprocess.STDOUT, text=True)
+        _, status, rusage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        log.seek(0)
+        tail = log.read()[-2000:]
+    if usage is not None:
+        usage["cpu"] = rusage.ru_utime + rusage.ru_stime
+    return time.perf_counter() - start, proc.returncode, tail
 
 
 def make_course(root, lessons):
@@ -124,12 +159,112 @@ def write_class(root, lessons, students, class_dir):
 
 # --- grading --------------------------------------------------------------------------------
 
-def grade_autograder(class_dir, out, jobs):
-    """``python -m autograder grade``; return (seconds, status, tail, total score)."""
+def grade_autograder(class_dir, out, jobs, cluster=None, usage=None):
+    """``python -m autograder grade`` (``--cluster`` when given an address); return
+    (seconds, status, tail, total score)."""
     cmd = [sys.executable, "-m", "autograder", "--root", str(common.ROOT), "grade",
            str(class_dir), "--out", str(out), "--jobs", str(jobs)]
-    seconds, status, tail = run(cmd, common.ROOT)
+    cmd += ["--cluster", cluster] if cluster else []
+    seconds, status, tail = run(cmd, common.ROOT, usage=usage)
     return seconds, status, tail, autograder_score(out / "grades.csv")
+
+
+class LocalCluster:
+    """``dask scheduler`` and ``workers`` one-thread ``dask worker`` processes on 127.0.0.1
+    (separate processes, as on separate machines)."""
+
+    def __init__(self, workers: int, folder: Path):
+        folder.mkdir(parents=True, exist_ok=True)
+        info, dask = folder / "scheduler.json", str(Path(sys.executable).parent / "dask")
+        self.procs = [self._start([dask, "scheduler", "--host", "127.0.0.1", "--port", "0",
+                                   "--no-dashboard", "--scheduler-file", str(info)],
+                                  folder / "scheduler.log")]
+        self.address = _wait_for(lambda: info.is_file() and json.loads(info.read_text()))[
+            "address"]
+        self.procs += [self._start([dask, "worker", self.address, "--nthreads", "1",
+                                    "--no-nanny", "--no-dashboard", "--host", "127.0.0.1",
+                                    "--memory-limit", "0", "--local-directory",
+                                    str(folder / f"w{i}")], folder / f"w{i}.log")
+                       for i in range(workers)]
+        _wait_for(lambda: len(self._workers()) >= workers)
+
+    @staticmethod
+    def _start(argv, log_path):
+        with open(log_path, "w") as log:
+            return subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                    cwd=common.ROOT, env=tool_env(), start_new_session=True)
+
+    def _workers(self):
+        from distributed import Client
+
+        with Client(self.address, timeout="20s") as client:
+            return client.scheduler_info()["workers"]
+
+    def close(self):
+        for proc in reversed(self.procs):
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+
+def _wait_for(probe, seconds=180):
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        try:
+            found = probe()
+        except (OSError, ValueError):
+            found = None
+        if found:
+            return found
+        time.sleep(0.3)
+    raise TimeoutError(f"not ready after {seconds} s")
+
+
+# --- where the seconds go -------------------------------------------------------------------
+
+TIMELINE = re.compile(r"^\[autograder\] (.+?) after ([0-9.]+) s$", re.MULTILINE)
+
+
+def breakdown(out: Path) -> dict:
+    """Mean seconds per submission of each timeline step (the time since the step before)
+    and of the whole job, over ``out``'s job folders."""
+    steps, totals = defaultdict(list), []
+    for result_path in sorted((out / ".work" / "jobs").glob("*/*/result.json")):
+        log = result_path.with_name("worker.log")
+        marks = TIMELINE.findall(log.read_text(errors="replace")) if log.is_file() else []
+        previous = 0.0
+        for step, at in marks:
+            steps[step].append(float(at) - previous)
+            previous = float(at)
+        totals.append(json.loads(result_path.read_text()).get("seconds") or 0.0)
+    means = {step: statistics.fmean(v) for step, v in steps.items()}
+    return means | {"job (worker.log, in all)": statistics.fmean(totals) if totals else 0.0}
+
+
+def merge_cost(out: Path, url: str) -> float:
+    """Seconds per submission to merge ``out``'s results into the empty gradebook ``url``
+    (the lessons synced first, not counted), as the driver does at the end of a run."""
+    from autograder.grade import template_cache
+    from autograder.gradebook import merge_all, sync_lessons
+
+    results = [json.loads(p.read_text()) for p in (out / ".work" / "jobs").glob(
+        "*/*/result.json")]
+    templates = sorted(template_cache().glob("template-*/gradebook.db"),
+                       key=lambda p: p.stat().st_mtime)
+    sync_lessons(f"sqlite:///{templates[-1]}", url, sorted({r["lesson"] for r in results}))
+    return merge_all(url, results) / max(1, len(results))
+
+
+def postgres_url(folder: Path):
+    """A throwaway PostgreSQL server (as in tests/conftest.py): (url, stop function)."""
+    sys.path.insert(0, str(common.ROOT / "tests"))
+    from conftest import PostgresServer
+
+    server = PostgresServer(folder)
+    return server.url("bench"), server.stop
 
 
 def autograder_score(grades_csv):
@@ -173,6 +308,11 @@ def measure(args, lessons, class_dir, course_root):
     runs = [] if args.skip_autograder else [
         (f"autograder --jobs {j}", lambda j=j: grade_autograder(
             class_dir, args.work / f"out_jobs{j}", j)) for j in args.jobs]
+    usage = {}
+    if args.cluster_workers and not args.skip_autograder:
+        w = args.cluster_workers
+        runs.append((f"autograder --cluster ({w} workers)", lambda: grade_on_cluster(
+            args, class_dir, w, usage)))
     if not args.skip_nbgrader:
         threads = common.resolve_threads(args.nbgrader_threads)
         runs.append(("nbgrader autograde", lambda: grade_nbgrader(course_root, lessons, threads)))
@@ -180,10 +320,57 @@ def measure(args, lessons, class_dir, course_root):
         seconds, status, tail, score = grade()
         results.append({"grader": name, "seconds": seconds, "exit_status": status,
                         "per_minute": 60 * submissions / seconds, "score": score,
-                        "output_tail": tail})
+                        "output_tail": tail} | ({"driver_cpu": usage["cpu"]}
+                                                if "cluster" in name and usage else {}))
         if status != 0:
             print(f"{name} exited with {status}:\n{tail}\n")
     return results
+
+
+def grade_on_cluster(args, class_dir, workers, usage):
+    """Start a local Dask cluster, grade the class through it, stop the cluster."""
+    dask = LocalCluster(workers, args.work / "dask")
+    try:
+        return grade_autograder(class_dir, args.work / "out_cluster", workers,
+                                cluster=dask.address, usage=usage)
+    finally:
+        dask.close()
+
+
+def costs(args, results, submissions):
+    """Where the seconds go (per submission) and what bounds scaling; printed and saved."""
+    outs = sorted(args.work.glob("out_*"))
+    found = {"breakdown": {o.name: breakdown(o) for o in outs}}
+    if outs:
+        found["merge_sqlite"] = merge_cost(outs[0], f"sqlite:///{args.work / 'merge.db'}")
+    if outs and args.postgres:
+        url, stop = postgres_url(Path(tempfile.mkdtemp(prefix="bench-postgres-")))
+        try:
+            found["merge_postgres"] = merge_cost(outs[0], url)
+        finally:
+            stop()
+    cluster = [r for r in results if "driver_cpu" in r]
+    if cluster:
+        found["driver_cpu"] = cluster[0]["driver_cpu"] / submissions
+    return found
+
+
+def print_costs(found, results, submissions):
+    """The breakdown table and the scaling model."""
+    for name, steps in found["breakdown"].items():
+        rows = [[step, f"{sec:.2f}"] for step, sec in steps.items()]
+        print(f"\nper submission, {name} (mean seconds):")
+        print(common.table(rows, ["step", "seconds"]))
+    for key in ("merge_sqlite", "merge_postgres", "driver_cpu"):
+        if key in found:
+            print(f"{key}: {found[key]:.4f} s per submission")
+    if "driver_cpu" in found:
+        bound = 1 / (found["driver_cpu"] + found.get("merge_postgres", found["merge_sqlite"]))
+        slot = max(found["breakdown"].get("out_cluster", {}).values(), default=0.0)
+        print(f"scaling: one driver and gradebook bound throughput at {60 * bound:.0f} "
+              f"submissions/min; a one-thread worker grades {60 / slot:.1f}/min at this load "
+              f"-> about {bound * slot:.0f} worker slots before the driver is the limit"
+              if slot else "")
 
 
 def report(results, info, args, lessons):
@@ -195,6 +382,11 @@ def report(results, info, args, lessons):
              "-" if r["score"] is None else r["score"][2], r["exit_status"]] for r in results]
     print(common.table(rows, ["grader", "seconds", "subs/min", "score", "graded", "exit"]))
     by_name = {r["grader"]: r["per_minute"] for r in results}
+    w = args.cluster_workers
+    cluster, local = f"autograder --cluster ({w} workers)", f"autograder --jobs {w}"
+    if cluster in by_name and local in by_name:
+        print(f"cluster vs --jobs {w}: {100 * (by_name[local] / by_name[cluster] - 1):+.1f}% "
+              "time")
     if "nbgrader autograde" in by_name and not args.skip_autograder:
         jobs = max(args.jobs)
         ratio = by_name[f"autograder --jobs {jobs}"] / by_name["nbgrader autograde"]
@@ -213,11 +405,15 @@ def main(argv=None):
     info = common.machine()
     args.nbgrader_threads = common.resolve_threads(args.nbgrader_threads)  # None: default
     results = measure(args, lessons, class_dir, course_root)
+    found = {} if args.skip_autograder else costs(args, results,
+                                                  args.students * len(lessons))
     common.write_json("grading_throughput", {"machine": info, "students": args.students,
                                              "nbgrader_threads": args.nbgrader_threads,
                                              "lessons": [p.stem for p in lessons],
-                                             "results": results})
+                                             "results": results, "costs": found})
     report(results, info, args, lessons)
+    if found:
+        print_costs(found, results, args.students * len(lessons))
 
 
 if __name__ == "__main__":
