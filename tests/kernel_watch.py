@@ -14,8 +14,10 @@ import os
 import signal
 import threading
 import time
+from queue import Empty
 
 import psutil
+import zmq
 from nbclient import NotebookClient
 from nbclient.exceptions import DeadKernelError
 
@@ -24,11 +26,23 @@ CELL_TIMEOUT_S = 600     # a ceiling for slow cells: the watch below catches stu
 IDLE_S = 120             # a kernel this long without computing is waiting on nothing
 IDLE_CPU_S = 1.0         # CPU seconds that still count as "not computing" over IDLE_S
 SAMPLE_S = 5
+POLL_SLICE_S = 2.0       # the longest single wait on a kernel channel (see _poll_in_slices)
 
 # Run in the kernel at start-up: SIGUSR1 prints every thread's stack to the real stderr.
 DUMP_ON_SIGUSR1 = ("import faulthandler as _f, signal as _s, sys as _y; "
                    "_f.register(_s.SIGUSR1, file=_y.__stderr__, all_threads=True); "
                    "del _f, _s, _y")
+
+
+def patience(seconds, most=5.0):
+    """``seconds`` of a quiet machine, stretched by how oversubscribed its cores are now.
+
+    The factor is the 1-minute load average per core, at least 1 and at most ``most``. Use it
+    for waits on work that only gets slower under load (a kernel starting, a Run All, a cell
+    that trains), never for waits on something that must not happen at all.
+    """
+    factor = os.getloadavg()[0] / (os.cpu_count() or 1)
+    return seconds * min(max(factor, 1.0), most)
 
 
 class KernelHung(AssertionError):
@@ -46,6 +60,12 @@ class WatchedClient(NotebookClient):
         super().__init__(nb, extra_arguments=extra, **kwargs)
         self.hung = None  # the KernelHung message once the watch fired
 
+    async def async_start_new_kernel_client(self):
+        kc = await super().async_start_new_kernel_client()
+        for channel in (kc.shell_channel, kc.iopub_channel):
+            _poll_in_slices(channel)
+        return kc
+
     async def async_execute_cell(self, cell, cell_index, execution_count=None,
                                  store_history=True):
         watch = _Watch(self, cell, cell_index)
@@ -55,7 +75,8 @@ class WatchedClient(NotebookClient):
                                                     store_history)
         except DeadKernelError as err:
             if self.hung:
-                raise KernelHung(self.hung + _main_stack(cell)) from err
+                raise KernelHung(self.hung + _unread_reply(self.kc) + _main_stack(cell)) \
+                    from err
             raise
         finally:
             watch.stop()
@@ -100,6 +121,40 @@ class _Watch(threading.Thread):
             os.kill(pid, signal.SIGKILL)  # nbclient sees a dead kernel within a second
         except ProcessLookupError:
             pass
+
+
+def _poll_in_slices(channel):
+    """Make ``channel.get_msg(timeout)`` wait in polls of at most ``POLL_SLICE_S`` seconds.
+
+    nbclient waits for a cell's reply with one poll as long as the cell timeout. Each new poll
+    first looks at the socket's pending messages, so a wake-up lost by the asyncio loop (the
+    socket's descriptor is edge-triggered; nbclient issue #312: cells with widgets sometimes
+    block until the timeout) costs at most one slice instead of the whole timeout. The total
+    timeout is unchanged: a reply that never comes still fails.
+    """
+    get_msg = channel.get_msg
+
+    async def get_msg_in_slices(timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = POLL_SLICE_S if deadline is None else deadline - time.monotonic()
+            try:
+                return await get_msg(timeout=max(0.0, min(POLL_SLICE_S, left)))
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    channel.get_msg = get_msg_in_slices
+
+
+def _unread_reply(kc):
+    """Whether a message sat unread on the shell socket when the kernel was killed."""
+    try:
+        waiting = kc.shell_channel.socket.get(zmq.EVENTS) & zmq.POLLIN
+    except (AttributeError, zmq.ZMQError):
+        return ""
+    return ("\nA reply sat unread on the shell socket: the client missed it." if waiting else
+            "\nNo reply was waiting on the shell socket: the kernel never sent one.")
 
 
 def _main_stack(cell):
