@@ -43,7 +43,7 @@ c.merge(course_config(os.path.dirname(os.path.abspath(__file__)), {db_url!r}))
 def course_config(root: str, db_url: str | None = None):
     """The nbgrader config of a graded class in ``root``: the autograder's settings, this
     folder as the course, its gradebook (``root/gradebook.db`` when ``db_url`` is None),
-    feedback without hidden tests, an exchange under ``root/exchange``."""
+    feedback without hidden tests, sanitised HTML, an exchange under ``root/exchange``."""
     from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor
     from nbgrader.preprocessors import GetGrades
 
@@ -55,6 +55,9 @@ def course_config(root: str, db_url: str | None = None):
     config.Exchange.root = str(Path(root) / "exchange")
     config.GenerateFeedback.preprocessors = [GetGrades, HideHiddenTests,
                                              CSSHTMLHeaderPreprocessor]
+    # formgrader's pages and the feedback it writes render students' Markdown and outputs:
+    # sanitised, a student's <script> cannot run in the instructor's (or a student's) browser
+    config.HTMLExporter.sanitize_html = True
     return config
 
 
@@ -105,6 +108,7 @@ def copy_submission(opts, result: dict) -> None:
         shutil.rmtree(target, ignore_errors=True)
         if (job / kind / student / lesson / f"{lesson}.ipynb").is_file():
             shutil.copytree(job / kind / student / lesson, target)
+            sanitise(target / f"{lesson}.ipynb")
         else:
             target.mkdir(parents=True)
             nbformat.write(stub(result), target / f"{lesson}.ipynb")
@@ -121,6 +125,26 @@ def release_files(folder: Path, student: str, lesson: str) -> None:
     (folder / "timestamp.txt").write_text(when.strftime("%Y-%m-%d %H:%M:%S.%f %Z"))
     secret = hashlib.sha256(f"{COURSE_ID}/{student}/{lesson}".encode()).hexdigest()[:32]
     (folder / "submission_secret.txt").write_text(secret)
+
+
+def sanitise(path: Path) -> None:
+    """The students' HTML made harmless in OUT's copy of a notebook: formgrader renders
+    Markdown cells without nbconvert's sanitiser, so an ``<img onerror=...>`` there would run
+    in the instructor's browser (on the Jupyter server's origin) and in released feedback.
+    Markdown and HTML outputs go through the grader's allow-list; JavaScript outputs are
+    dropped (sanitize_html, see course_config, covers the rest of every output)."""
+    from autograder.feedback import clean_html
+
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            cell.source = clean_html(cell.source)
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            data.pop("application/javascript", None)
+            if "text/html" in data:
+                data["text/html"] = clean_html("".join(data["text/html"]))
+    nbformat.write(nb, path)
 
 
 def stub(result: dict):

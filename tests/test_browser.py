@@ -596,6 +596,10 @@ def formgrader_lists_the_submissions_with_scores(formgrader, page, shots):
     assert dict(zip(names, scores, strict=True)) == {"Doe, Jane": f"{TOP} / {TOP}",
                                                      "Smith, Bob": f"0 / {TOP}"}
     _shoot(page, shots, "7-formgrader-submissions")
+    page.goto(url + page.locator("td.name a.name-shown", has_text="Doe, Jane")
+              .get_attribute("href"))
+    expect(page.get_by_text("Jane's notes")).to_be_visible(timeout=CELL_MS)
+    assert page.evaluate("() => window.pwned") is None, "a student's script ran in formgrader"
 
 
 def _save(page, field, value):

@@ -130,11 +130,28 @@ def _notebooks(repo: Path) -> tuple[str, str]:
     return nbformat.writes(correct(sol, blank)), nbformat.writes(blank)
 
 
+HOSTILE = ('Jane\'s notes <script>window.pwned = 1</script>'
+           '<img src="x" onerror="window.pwned = 2">')  # markdown a reviewer's browser renders
+
+
+HOSTILE_OUTPUT = ("from IPython.display import HTML, display\n"
+                  "display(HTML('<b>plot</b><img src=\"y\" onerror=\"window.pwned = 3\">'))")
+
+
+def with_notes(notebook: str) -> str:
+    """The notebook with HOSTILE notes (a markdown cell) and a cell displaying hostile HTML
+    at the end (no points change)."""
+    nb = nbformat.reads(notebook, as_version=4)
+    nb.cells += [nbformat.v4.new_markdown_cell(HOSTILE),
+                 nbformat.v4.new_code_cell(HOSTILE_OUTPUT)]
+    return nbformat.writes(nb)
+
+
 def canvas_zip(path: Path, good: str, blank: str) -> None:
-    """Jane: correct; Bob: blank, late, a renamed re-upload; Ann: only a stray file; someone
-    not on the roster; Zed: nothing."""
+    """Jane: correct (with notes in HTML that tries to run a script); Bob: blank, late, a
+    renamed re-upload; Ann: only a stray file; someone not on the roster; Zed: nothing."""
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(f"doejane_12345_67890_{LESSON}.ipynb", good)
+        zf.writestr(f"doejane_12345_67890_{LESSON}.ipynb", with_notes(good))
         zf.writestr(f"smithbob_late_222_67891_{LESSON}-1.ipynb", blank)
         zf.writestr("leeann_444_67892_notes.txt", "my notes")
         zf.writestr(f"doejohn_555_67893_{LESSON}.ipynb", good)
