@@ -226,3 +226,18 @@ def test_loader_epochs_start_at_different_offsets(use_random_iter):
     loader = d2l.SeqDataLoader(CORPUS, 2, 5, use_random_iter=use_random_iter, seed=0)
     first_tokens = {min(X.min().item() for X, _ in loader) for _ in range(20)}
     assert len(first_tokens) > 1, "every epoch starts at the same token: no random offset"
+
+
+def test_a_loader_is_plain_data_and_keeps_its_random_stream():
+    """Its attributes are ints, bools, tensors and tuples (the autograder sends it as data)."""
+    def plain(value):
+        if isinstance(value, tuple | list):
+            return all(plain(v) for v in value)
+        return value is None or isinstance(value, bool | int | float | torch.Tensor)
+
+    loader = d2l.SeqDataLoader(CORPUS, 2, 5, use_random_iter=True, seed=4)
+    assert all(plain(value) for value in vars(loader).values()), vars(loader).keys()
+    rng = random.Random(4)
+    for _ in range(3):  # epoch after epoch, the same draws as one random.Random(seed)
+        expected = [X.tolist() for X, _ in data._seq_data_iter_random(CORPUS, 2, 5, rng=rng)]
+        assert [X.tolist() for X, _ in loader] == expected
