@@ -76,7 +76,6 @@ class SandboxExecute(Execute):
                    and "grade_id" in c.metadata.nbgrader}
         self.trusted = TrustedTests(source, answers, lambda: Boundary(self.km))
         self.test_ids = {gid for gid, c in self.trusted.source.items() if is_test_cell(c)}
-        self.hidden = hidden_lines(source)
         try:
             return super().preprocess(nb, resources, km)
         except Exception as err:  # the kernel, not the grader, failed: record it, go on
@@ -93,10 +92,6 @@ class SandboxExecute(Execute):
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         if cell.cell_type == "code" and gid in self.test_ids:
             return self._run_trusted(cell, gid, index), resources
-        if cell.cell_type == "code" and any(line in cell.source for line in self.hidden):
-            cell.outputs = [error_output("NotRun", "this cell holds hidden-test text, which "
-                                         "never runs in the student's kernel")]
-            return cell, resources
         try:
             cell, resources = super().preprocess_cell(cell, resources, index)
         except CellTimeoutError:  # interrupted, but the kernel was slow to go idle

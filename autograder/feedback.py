@@ -132,6 +132,10 @@ def render(nb, *, title: str, rows: list[dict], test_sources: dict[str, str], st
     total = sum(r["max_points"] for r in rows)
     summary = (f"<p>Score: <b>{score:g} / {total:g}</b> (status: {html.escape(status)}"
                f"{': ' + html.escape(reason) if reason else ''})</p>")
+    summary += ("<table><tr><th>test</th><th>points</th><th>result</th></tr>" + "".join(
+        f"<tr><td>{html.escape(r['grade_id'])}</td><td>{r['points']:g} / {r['max_points']:g}"
+        f"</td><td>{'passed' if r['passed'] else html.escape(r['message'][:160])}</td></tr>"
+        for r in rows) + "</table>")
     if notes:
         summary += "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
     return page(title, summary + "\n".join(parts))
@@ -155,6 +159,7 @@ pre.error, pre.stderr {{ background: #fdecea; }}
 div.verdict {{ padding: .5em; margin: .3em 0 1em; border-radius: 4px; }}
 div.pass {{ background: #e6f4ea; }} div.fail {{ background: #fce8e6; }}
 img {{ max-width: 100%; }}
+table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: .2em .5em; }}
 </style></head>
 <body><h1>{html.escape(title)}</h1>
 {body}

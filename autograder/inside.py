@@ -13,6 +13,7 @@ the grader only ever reads plain data from it.
 
 import importlib
 import inspect
+import random
 import types
 
 import torch
@@ -138,15 +139,20 @@ def _fingerprint(obj):
         return (obj._version, id(grad), None if grad is None else grad._version)
     if isinstance(obj, torch.Generator):
         return bytes(obj.get_state().numpy())
+    if type(obj) is random.Random:
+        return obj.getstate()
     if isinstance(obj, torch.nn.Module) or not hasattr(obj, "__dict__"):
         return None  # a module's parameters and buffers are tensors of their own
     return wire.dumps(_plain_attrs(obj))
 
 
 def _plain_attrs(obj) -> dict:
-    """The attributes of ``obj`` that are plain wire data (counters, flags, lists)."""
+    """The attributes of ``obj`` that are plain wire data (counters, flags, lists); tensors,
+    generators and objects among them are reported on their own, by id."""
     attrs = {}
     for key, value in vars(obj).items():
+        if isinstance(value, torch.Tensor | torch.Generator | torch.nn.Module | random.Random):
+            continue
         try:
             attrs[key] = wire.Encoder().encode(value)
         except wire.WireError:
@@ -166,6 +172,8 @@ def _effects(decoder: wire.Decoder, before: dict) -> list[dict]:
                             "grad": None if grad is None else encoder.encode(grad.detach())})
         elif isinstance(obj, torch.Generator):
             effects.append({"id": wid, "state": wire.b64(wire.tensor_bytes(obj.get_state()))})
+        elif type(obj) is random.Random:
+            effects.append({"id": wid, "random": wire.python_random_state(obj)})
         else:
             effects.append({"id": wid, "attrs": _plain_attrs(obj)})
     return effects

@@ -21,6 +21,7 @@ import ast
 import builtins
 import contextlib
 import io
+import random
 import time
 
 import torch
@@ -458,6 +459,8 @@ class TrustedTests:
             elif isinstance(target, torch.Generator) and "state" in effect:
                 raw = wire.unb64(effect["state"])
                 target.set_state(wire.tensor_from("uint8", [len(raw)], raw, "cpu"))
+            elif type(target) is random.Random and "random" in effect:
+                wire.set_python_random_state(target, effect["random"])
             elif target is not None and isinstance(effect.get("attrs"), dict):
                 for key, value in effect["attrs"].items():
                     if key in vars(target) and not isinstance(vars(target)[key],

@@ -9,7 +9,8 @@ every value in it is one of:
   of the raw bytes, absent on meta), "requires_grad", "leaf", "parameter", "grad"}``;
   a tensor (or generator, or object) sent before in the same message: ``{"$ref": id}``;
 - a torch.device / torch.dtype: ``{"$device": "cpu"}`` / ``{"$dtype": "float32"}``;
-- a torch.Generator: ``{"$generator": id, "state": base64}``;
+- a torch.Generator: ``{"$generator": id, "state": base64}``; a random.Random:
+  ``{"$random": id, "state": [version, [625 ints], gauss]}``;
 - an object (an nn.Module, a d2lmini Vocab, an instance of a helper cell's class):
   ``{"$object": id, "class": "module:PKG.MOD:Qualname" | "helper:Name", "state": {...}}``,
   rebuilt from its attributes on the other side, never unpickled;
@@ -29,6 +30,7 @@ objects into nothing it did not send: what the sandbox returns can be wrong, nev
 import base64
 import json
 import math
+import random
 
 import torch
 
@@ -162,6 +164,11 @@ class Encoder:
             if not new:
                 return {"$ref": wire_id}
             return {"$generator": wire_id, "state": b64(tensor_bytes(value.get_state()))}
+        if type(value) is random.Random:
+            wire_id, new = self._remember(value)
+            if not new:
+                return {"$ref": wire_id}
+            return {"$random": wire_id, "state": python_random_state(value)}
         name = self.function_name(value)
         if name is not None:
             return {"$function": name}
@@ -291,6 +298,11 @@ class Decoder:
                                       unb64(data["state"]), "cpu"))
             self.seen[data["$generator"]] = gen
             return gen
+        if tag == "$random":
+            rng = random.Random()
+            set_python_random_state(rng, data["state"])
+            self.seen[data["$random"]] = rng
+            return rng
         if tag == "$items":
             items = _list(data["$items"])
             if len(items) > MAX_ITEMS:
@@ -336,40 +348,48 @@ def _key(value):
     return value
 
 
+def python_random_state(rng) -> list:
+    """A random.Random's (or the random module's) state as plain data."""
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), None if gauss is None else encode_float(gauss)]
+
+
+def set_python_random_state(rng, state) -> None:
+    """Set a random.Random's state from ``python_random_state`` data (checked)."""
+    try:
+        version, internal, gauss = state
+        if isinstance(gauss, dict):
+            gauss = float(gauss["$float"])
+        if not (isinstance(internal, list) and len(internal) == 625
+                and all(isinstance(x, int) and 0 <= x < 2 ** 32 for x in internal)
+                and (gauss is None or isinstance(gauss, float))):
+            raise WireError("bad Python random state")
+        rng.setstate((version, tuple(internal), gauss))
+    except (KeyError, TypeError, ValueError) as err:
+        raise WireError(f"bad Python random state ({type(err).__name__})") from None
+
+
 def rng_state() -> dict:
     """Python's and torch's global random state, as plain data."""
-    import random
-
-    version, internal, gauss = random.getstate()
-    return {"python": [version, list(internal), encode_float(gauss) if gauss else None],
+    return {"python": python_random_state(random),
             "torch": b64(tensor_bytes(torch.get_rng_state()))}
 
 
 def rng_key() -> tuple:
     """A cheap fingerprint of the global random state, to tell whether it changed."""
-    import random
-
     return random.getstate(), bytes(torch.get_rng_state().numpy())
 
 
 def set_rng_state(state) -> None:
     """Set Python's and torch's global random state from ``rng_state()`` data (checked);
     None leaves it as it is (the other side says it has not changed)."""
-    import random
-
     if state is None:
         return
-    if not isinstance(state, dict):
+    if not isinstance(state, dict) or "python" not in state or "torch" not in state:
         raise WireError("bad random state")
+    set_python_random_state(random, state["python"])
     try:
-        version, internal, gauss = state["python"]
-        if isinstance(gauss, dict):
-            gauss = float(gauss["$float"])
-        if not (isinstance(internal, list) and len(internal) == 625
-                and all(isinstance(x, int) and 0 <= x < 2 ** 32 for x in internal)):
-            raise WireError("bad Python random state")
-        random.setstate((version, tuple(internal), gauss))
         raw = unb64(state["torch"])
         torch.set_rng_state(tensor_from("uint8", [len(raw)], raw, "cpu"))
-    except (KeyError, TypeError, ValueError, RuntimeError) as err:
+    except (TypeError, ValueError, RuntimeError) as err:
         raise WireError(f"bad random state ({type(err).__name__})") from None

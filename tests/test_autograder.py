@@ -162,8 +162,9 @@ def build_class(folder: Path, sol, course, port: int) -> dict:
         "huge_output": (insert(good, k + 1, "print('x' * 10_000_000)"), "graded", top,
                         "truncated"),
         "warns": (warns, "graded", top, None),
-        "sys_exit": (insert(good, k + 1, "import sys\nsys.exit(3)"), "crashed", after_first,
-                     None),
+        # sys.exit() is an exception like any other (the kernel lives on): it costs nothing
+        # but that cell; only the grader's own record of a dead kernel makes "crashed"
+        "sys_exit": (insert(good, k + 1, "import sys\nsys.exit(3)"), "graded", top, None),
         "os_exit": (insert(good, k + 1, "import os\nos._exit(1)"), "crashed", after_first,
                     None),
         "segfault": (insert(good, k + 1, "import ctypes\nctypes.string_at(0)"), "crashed",
