@@ -36,15 +36,15 @@ class Recipe:
     cell: str = "lstm"            # "rnn", "gru" or "lstm"
     num_hiddens: int = 256
     num_layers: int = 1
-    embed_size: int = 0           # 0: one-hot inputs; else a learned embedding of this size
-    dropout: float = 0.0          # on the recurrent outputs (and between layers)
+    embed_size: int = 32          # a learned embedding of this size; 0: one-hot inputs
+    dropout: float = 0.2          # on the recurrent outputs (and between layers)
     batch_size: int = 32
     num_steps: int = 35           # truncation length of backpropagation through time
     use_random_iter: bool = True
     lr: float = 0.02              # Adam's peak learning rate
-    schedule: str = "constant"    # "constant", "cosine" (to 0) or "onecycle" (warm-up, cosine)
+    schedule: str = "cosine"      # "constant", "cosine" (to 0) or "onecycle" (warm-up, cosine)
     warmup: float = 0.0           # share of the budget spent warming up (onecycle)
-    weight_decay: float = 0.0     # AdamW's decoupled weight decay
+    weight_decay: float = 0.1     # AdamW's decoupled weight decay (0: plain Adam)
     theta: float = 1.0            # gradient clipping norm
 
     def __post_init__(self):
@@ -189,7 +189,7 @@ class _BudgetedLoader:
 
 
 def train_recipe(seconds=30.0, recipe=None, *, data_iter=None, vocab=None, eval_every=None,
-                 clock="wall", device=None, seed=0, prefix="time traveller"):
+                 clock="wall", device=None, seed=0, prefix="time traveller", plot=False):
     """Train ``recipe`` for ``seconds`` of training time; return its ``History``.
 
     Args:
@@ -201,6 +201,7 @@ def train_recipe(seconds=30.0, recipe=None, *, data_iter=None, vocab=None, eval_
         eval_every: seconds of training between held-out evaluations (default seconds / 10).
         clock: "wall", or "cpu" for this process's CPU time (a shared machine's fair clock).
         prefix: text continued greedily at each evaluation; None for no samples.
+        plot: draw held-out perplexity against training seconds as it comes in.
     Returns:
         a ``History``: per epoch (the last may be partial) ``train_ppl`` and
         ``tokens_per_sec``; per evaluation ``valid_seconds``, ``valid_epochs`` (fractional),
@@ -217,9 +218,15 @@ def train_recipe(seconds=30.0, recipe=None, *, data_iter=None, vocab=None, eval_
     torch.manual_seed(seed)
     net, optimizer, schedule = build_recipe(recipe, len(vocab), device)
     history, done = History(), [0, 0]  # [epochs finished, batches of the current epoch]
-    budget = _Budget(float(seconds), clock, eval_every or seconds / 10,
-                     lambda: _checkpoint(net, data_iter, vocab, prefix, history, budget,
-                                         done, device), _synchronizer(device))
+    figure = _live_plot() if plot else None
+
+    def checkpoint():
+        _checkpoint(net, data_iter, vocab, prefix, history, budget, done, device)
+        if figure is not None and history.valid_ppl:
+            figure.update({"held-out": (history.valid_seconds, history.valid_ppl)})
+
+    budget = _Budget(float(seconds), clock, eval_every or seconds / 10, checkpoint,
+                     _synchronizer(device))
 
     def update():
         for group in optimizer.param_groups:
@@ -240,8 +247,15 @@ def train_recipe(seconds=30.0, recipe=None, *, data_iter=None, vocab=None, eval_
         if not math.isfinite(ppl):
             break
     if not history.valid_seconds or history.valid_seconds[-1] < budget.elapsed:
-        _checkpoint(net, data_iter, vocab, prefix, history, budget, done, device)
+        checkpoint()
     return history
+
+
+def _live_plot():
+    from d2lmini.plotting import LivePlot
+
+    return LivePlot(xlabel="training seconds", ylabel="perplexity", yscale="log",
+                    title="Held-out perplexity while training")
 
 
 def _synchronizer(device):

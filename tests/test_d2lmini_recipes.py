@@ -35,7 +35,8 @@ def test_model_has_the_rnn_model_interface(changes):
 
 
 def test_schedules():
-    constant, cosine = Recipe(lr=0.1), Recipe(lr=0.1, schedule="cosine")
+    constant = Recipe(lr=0.1, schedule="constant")
+    cosine = Recipe(lr=0.1, schedule="cosine")
     onecycle = Recipe(lr=0.1, schedule="onecycle", warmup=0.2)
     assert learning_rate(constant, 0.7) == 0.1
     assert learning_rate(cosine, 0) == pytest.approx(0.1)
@@ -56,10 +57,11 @@ def test_bad_recipes_say_what_is_wrong():
 
 
 def test_weight_decay_switches_to_adamw():
-    _, optimizer, _ = build_recipe(Recipe(num_hiddens=8), V, "cpu")
+    _, optimizer, _ = build_recipe(Recipe(num_hiddens=8, weight_decay=0.0), V, "cpu")
     assert type(optimizer) is torch.optim.Adam
     _, optimizer, _ = build_recipe(Recipe(num_hiddens=8, weight_decay=0.1), V, "cpu")
     assert type(optimizer) is torch.optim.AdamW
+    assert optimizer.param_groups[0]["weight_decay"] == 0.1
 
 
 def test_train_recipe_spends_its_budget_and_learns():
