@@ -151,6 +151,8 @@ def template_regex(msgid, msgstr):
 def gettext(message: str) -> str:
     """``message`` (a msgid of d2lmini's catalog) in the current language."""
     lang = get_language()
+    if lang == "zh":
+        _font_for_labels()
     for domain in DOMAINS:
         translated = _catalog(lang, domain)[0].gettext(message)
         if translated != message:
@@ -243,6 +245,18 @@ def activate() -> None:
     if "matplotlib" in sys.modules:
         use_cjk_font()
     _translate_assertions_in_ipython()
+
+
+_FONT_SET = []  # the CJK font once chosen for this process's matplotlib
+
+
+def _font_for_labels():
+    """Chinese labels are about to be drawn: choose a CJK font once matplotlib is loaded (any
+    module of d2lmini may draw, not only d2lmini.plotting)."""
+    import sys
+
+    if not _FONT_SET and "matplotlib" in sys.modules:
+        _FONT_SET.append(use_cjk_font())
 
 
 CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
