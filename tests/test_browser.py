@@ -503,8 +503,10 @@ def student_lab_has_no_instructor_tools(lab, page, shots):
     url, token, _ = lab
     _open_notebook(page, lab, f"course/{TEST_LESSON}.ipynb")
     expect(page.locator(".validate-button")).to_be_visible()
-    assert _instructor_tools(page) == {"create assignment": 0, "nbgrader menu": 0,
-                                       "validate": 1}
+    tools = _instructor_tools(page)
+    assert tools == {"create assignment": 0, "nbgrader menu": 0, "validate": 1}, (
+        f"the student's JupyterLab shows {tools}: is the student configuration installed "
+        "(python -m pip install ./jupyter-config/student, part of requirements.txt)?")
     response = page.request.get(f"{url}/formgrader?token={token}")
     assert response.status == 404, f"/formgrader answered {response.status} to a student"
     _shoot(page, shots, "1-student-lab")

@@ -118,6 +118,23 @@ def test_without_a_roster_the_lms_id_is_the_student_id(tmp_path):
     assert [(s.student, s.lesson) for s in subs] == [("101", LESSON)] and unmatched == []
 
 
+def test_canvas_rows_need_a_canvas_id_and_assignment_ids_a_number():
+    """Canvas matches rows by its user id: a student without one stops the export, saying
+    who; --assignment-id takes LESSON=NUMBER."""
+    from autograder.export import Grade, canvas_rows, parse_ids
+
+    grades = [Grade("jdoe", LESSON, 3.0, 14.0, "graded"), Grade("alee", LESSON, None, 14.0,
+                                                                 "missing")]
+    people = {"jdoe": {"lms_id": "12345", "name": "Jane Doe"}, "alee": {"lms_id": ""}}
+    with pytest.raises(SystemExit, match="no Canvas user id .* for alee"):
+        canvas_rows(grades, people, {})
+    people["alee"]["lms_id"] = "444"
+    rows = canvas_rows(grades, people, parse_ids([f"{LESSON}=4567"]))
+    assert rows[0][-1] == f"{LESSON} (4567)" and [r[-1] for r in rows[2:]] == ["", "3"]
+    with pytest.raises(SystemExit, match="expected LESSON=NUMBER"):
+        parse_ids([f"{LESSON}:4567"])
+
+
 # ---------------------------------------------------------------- graded downloads (slow)
 
 
