@@ -24,6 +24,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import socket
 import sys
 import tarfile
@@ -176,14 +177,13 @@ def grade_on_worker(payload: dict) -> dict:
     if problem is not None:
         raise Refused(me.address, problem)
     me.log_event(STARTED, {"job": payload["job_id"], "worker": me.address})
+    base.mkdir(parents=True, exist_ok=True)
     book = _book_path(payload["book"], payload["book_sha256"], base)
     work = Path(tempfile.mkdtemp(prefix="job-", dir=base))
     try:
         return _grade_here(payload, work, book) | {"worker": me.address,
                                                     "host": socket.gethostname()}
     finally:
-        import shutil
-
         shutil.rmtree(work, ignore_errors=True)
 
 

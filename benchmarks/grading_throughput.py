@@ -229,32 +229,60 @@ TIMELINE = re.compile(r"^\[autograder\] (.+?) after ([0-9.]+) s$", re.MULTILINE)
 
 
 def breakdown(out: Path) -> dict:
-    """Mean seconds per submission of each timeline step (the time since the step before)
-    and of the whole job, over ``out``'s job folders."""
-    steps, totals = defaultdict(list), []
+    """Mean seconds per submission over ``out``'s job folders: kernel start (job start to the
+    first cell), the notebook's cells in the kernel (nbclient's execution timestamps in the
+    autograded notebook), the tests and the rest of autograding, feedback, and the job."""
+    steps = defaultdict(list)
     for result_path in sorted((out / ".work" / "jobs").glob("*/*/result.json")):
-        log = result_path.with_name("worker.log")
-        marks = TIMELINE.findall(log.read_text(errors="replace")) if log.is_file() else []
-        previous = 0.0
-        for step, at in marks:
-            steps[step].append(float(at) - previous)
-            previous = float(at)
-        totals.append(json.loads(result_path.read_text()).get("seconds") or 0.0)
-    means = {step: statistics.fmean(v) for step, v in steps.items()}
-    return means | {"job (worker.log, in all)": statistics.fmean(totals) if totals else 0.0}
+        for step, seconds in job_steps(result_path.parent).items():
+            steps[step].append(seconds)
+    return {step: statistics.fmean(values) for step, values in steps.items()}
+
+
+def job_steps(job: Path) -> dict:
+    """One job's seconds per step (see breakdown); {} when its files are missing."""
+    log, result = job / "worker.log", json.loads((job / "result.json").read_text())
+    marks = dict(TIMELINE.findall(log.read_text(errors="replace"))) if log.is_file() else {}
+    graded = list(job.glob("course/autograded/*/*/*.ipynb"))
+    if "autograded" not in marks or not graded:
+        return {}
+    done, fed = float(marks["autograded"]), float(marks.get("feedback written", 0.0))
+    started = log.stat().st_mtime - max(done, fed)  # the log's last line: the job's end
+    spans = [_span(c) for c in nbformat.read(graded[0], as_version=4).cells
+             if c.get("metadata", {}).get("execution")]
+    spans = [s for s in spans if s]
+    if not spans:
+        return {}
+    kernel = min(a for a, _ in spans) - started
+    cells = sum(b - a for a, b in spans)
+    return {"kernel start": kernel, "notebook cells (kernel)": cells,
+            "tests and the rest of autograde": done - kernel - cells,
+            "feedback": max(0.0, fed - done), "job in all": result.get("seconds") or fed}
+
+
+def _span(cell) -> tuple[float, float] | None:
+    """(start, end) POSIX seconds of a cell's execution, from nbclient's record."""
+    from datetime import datetime
+
+    record = cell.metadata.execution
+    try:
+        return tuple(datetime.fromisoformat(record[key].replace("Z", "+00:00")).timestamp()
+                     for key in ("iopub.status.busy", "iopub.status.idle"))
+    except (KeyError, ValueError):
+        return None
 
 
 def merge_cost(out: Path, url: str) -> float:
     """Seconds per submission to merge ``out``'s results into the empty gradebook ``url``
     (the lessons synced first, not counted), as the driver does at the end of a run."""
-    from autograder.grade import template_cache
+    from autograder.grade import Options, prepare_template
     from autograder.gradebook import merge_all, sync_lessons
 
     results = [json.loads(p.read_text()) for p in (out / ".work" / "jobs").glob(
         "*/*/result.json")]
-    templates = sorted(template_cache().glob("template-*/gradebook.db"),
-                       key=lambda p: p.stat().st_mtime)
-    sync_lessons(f"sqlite:///{templates[-1]}", url, sorted({r["lesson"] for r in results}))
+    template = prepare_template(Options(submissions=out, out=out, root=common.ROOT))  # cached
+    sync_lessons(f"sqlite:///{template / 'gradebook.db'}", url,
+                 sorted({r["lesson"] for r in results}))
     return merge_all(url, results) / max(1, len(results))
 
 
@@ -320,19 +348,24 @@ def measure(args, lessons, class_dir, course_root):
         seconds, status, tail, score = grade()
         results.append({"grader": name, "seconds": seconds, "exit_status": status,
                         "per_minute": 60 * submissions / seconds, "score": score,
-                        "output_tail": tail} | ({"driver_cpu": usage["cpu"]}
-                                                if "cluster" in name and usage else {}))
+                        "output_tail": tail} | (dict(usage) if "cluster" in name else {}))
         if status != 0:
             print(f"{name} exited with {status}:\n{tail}\n")
     return results
 
 
 def grade_on_cluster(args, class_dir, workers, usage):
-    """Start a local Dask cluster, grade the class through it, stop the cluster."""
+    """Start a local Dask cluster, grade the class through it, then again (every result
+    reused: the driver's cost without the jobs), stop the cluster."""
     dask = LocalCluster(workers, args.work / "dask")
     try:
-        return grade_autograder(class_dir, args.work / "out_cluster", workers,
-                                cluster=dask.address, usage=usage)
+        graded = grade_autograder(class_dir, args.work / "out_cluster", workers,
+                                  cluster=dask.address, usage=usage)
+        again = {}
+        usage["rerun_seconds"] = grade_autograder(class_dir, args.work / "out_cluster", workers,
+                                                  cluster=dask.address, usage=again)[0]
+        usage["rerun_cpu"] = again.get("cpu")
+        return graded
     finally:
         dask.close()
 
@@ -349,9 +382,11 @@ def costs(args, results, submissions):
             found["merge_postgres"] = merge_cost(outs[0], url)
         finally:
             stop()
-    cluster = [r for r in results if "driver_cpu" in r]
+    cluster = [r for r in results if "cpu" in r]
     if cluster:
-        found["driver_cpu"] = cluster[0]["driver_cpu"] / submissions
+        found["driver_cpu"] = cluster[0]["cpu"] / submissions
+        found["driver_cpu_dispatch"] = (cluster[0]["cpu"] - cluster[0]["rerun_cpu"]) / submissions
+        found["rerun_seconds"] = cluster[0]["rerun_seconds"]
     return found
 
 
@@ -361,16 +396,18 @@ def print_costs(found, results, submissions):
         rows = [[step, f"{sec:.2f}"] for step, sec in steps.items()]
         print(f"\nper submission, {name} (mean seconds):")
         print(common.table(rows, ["step", "seconds"]))
-    for key in ("merge_sqlite", "merge_postgres", "driver_cpu"):
+    for key in ("merge_sqlite", "merge_postgres", "driver_cpu", "driver_cpu_dispatch"):
         if key in found:
             print(f"{key}: {found[key]:.4f} s per submission")
-    if "driver_cpu" in found:
-        bound = 1 / (found["driver_cpu"] + found.get("merge_postgres", found["merge_sqlite"]))
-        slot = max(found["breakdown"].get("out_cluster", {}).values(), default=0.0)
-        print(f"scaling: one driver and gradebook bound throughput at {60 * bound:.0f} "
-              f"submissions/min; a one-thread worker grades {60 / slot:.1f}/min at this load "
-              f"-> about {bound * slot:.0f} worker slots before the driver is the limit"
-              if slot else "")
+    if "rerun_seconds" in found:
+        print(f"cluster re-run, every result reused: {found['rerun_seconds']:.1f} s")
+    slot = found["breakdown"].get("out_cluster", {}).get("job in all")
+    if "driver_cpu" in found and slot:
+        driver = found["driver_cpu"] + found.get("merge_postgres", found["merge_sqlite"])
+        print(f"scaling: the driver and the gradebook take {driver:.3f} s per submission "
+              f"(at most {60 / driver:.0f} submissions/min from one driver); a one-thread "
+              f"worker grades {60 / slot:.1f}/min at this load, so about {slot / driver:.0f} "
+              "worker threads keep one driver busy")
 
 
 def report(results, info, args, lessons):
