@@ -17,6 +17,7 @@ whose second worker dies as well is reported as ``error`` (with both workers) an
 the next run to retry.
 """
 
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -120,13 +121,20 @@ def worker_problem(expected: dict) -> str | None:
     if problem is not None:
         return (f"no sandbox on this worker ({problem}); it refuses to grade unsandboxed: "
                 "install bubblewrap (apt-get install bubblewrap)")
-    mine = environment()
+    mine = _environment_here()
     differs = [f"{_name(key)} {str(mine.get(key))[:12]} here, {str(value)[:12]} on the driver"
                for key, value in expected.items() if mine.get(key) != value]
     if differs:
         return ("this worker's course environment differs from the driver's (install the same "
                 "commit and requirements.txt on every worker): " + "; ".join(differs))
     return None
+
+
+@functools.cache
+def _environment_here() -> dict:
+    """This worker's environment, taken once (at its first check): an edit of the source
+    while it runs changes nothing here; restart workers after updating them."""
+    return environment()
 
 
 def _name(key: str) -> str:
