@@ -12,6 +12,7 @@ from nbgrader import utils
 from nbgrader.preprocessors import ClearHiddenTests, Execute, NbGraderPreprocessor
 from traitlets import Integer, Unicode
 
+from autograder.i18n import language_of
 from autograder.sandbox import SandboxKernelManager
 from autograder.trusted import (
     Boundary,
@@ -74,7 +75,8 @@ class SandboxExecute(Execute):
         answers = {c.metadata.nbgrader["grade_id"]: c.source for c in nb.cells
                    if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")
                    and "grade_id" in c.metadata.nbgrader}
-        self.trusted = TrustedTests(source, answers, lambda: Boundary(self.km))
+        self.trusted = TrustedTests(source, answers, lambda: Boundary(self.km),
+                                    lang=language_of(nb))
         self.test_ids = {gid for gid, c in self.trusted.source.items() if is_test_cell(c)}
         try:
             return super().preprocess(nb, resources, km)

@@ -97,17 +97,24 @@ def _pre(text: str, css: str) -> str:
     return f'<pre class="{css}">{html.escape(text)}</pre>'
 
 
-def verdict_box(row: dict) -> str:
+def verdict_box(row: dict, lang: str = "en") -> str:
     """The grader's verdict on one graded cell."""
     ok = row["passed"]
-    head = (f'{"passed" if ok else "failed"}: {row["points"]:g} / {row["max_points"]:g} '
-            f'points ({html.escape(row["grade_id"])})')
+    head = (f'{_t("passed" if ok else "failed", lang)}: {row["points"]:g} / '
+            f'{row["max_points"]:g} {_t("points", lang)} ({html.escape(row["grade_id"])})')
     message = "" if ok else f"<pre>{html.escape(row['message'])}</pre>"
     return f'<div class="verdict {"pass" if ok else "fail"}"><b>{head}</b>{message}</div>'
 
 
+def _t(word: str, lang: str) -> str:
+    """One of the page's own words in the submission's language."""
+    from autograder.i18n import gettext
+
+    return html.escape(gettext(word, lang))
+
+
 def render(nb, *, title: str, rows: list[dict], test_sources: dict[str, str], status: str,
-           reason: str, notes: list[str], hidden) -> str:
+           reason: str, notes: list[str], hidden, lang: str = "en") -> str:
     """The whole feedback page. ``test_sources``: grade_id -> the test cell's source (from
     the instructor's notebook); ``rows``: the grader's per-cell results."""
     by_id = {r["grade_id"]: r for r in rows}
@@ -117,7 +124,7 @@ def render(nb, *, title: str, rows: list[dict], test_sources: dict[str, str], st
         if gid in test_sources:
             parts.append(_code(visible_source(test_sources[gid])))
             if gid in by_id:
-                parts.append(verdict_box(by_id[gid]))
+                parts.append(verdict_box(by_id[gid], lang))
             continue
         if cell.cell_type == "markdown":
             parts.append(f'<div class="md">{clean_html(_markdown(redact(cell.source, hidden)))}'
@@ -130,25 +137,27 @@ def render(nb, *, title: str, rows: list[dict], test_sources: dict[str, str], st
         parts += [render_output(o, hidden, budget, cell_left) for o in cell.get("outputs", [])]
     score = sum(r["points"] for r in rows)
     total = sum(r["max_points"] for r in rows)
-    summary = (f"<p>Score: <b>{score:g} / {total:g}</b> (status: {html.escape(status)}"
-               f"{': ' + html.escape(reason) if reason else ''})</p>")
-    summary += ("<table><tr><th>test</th><th>points</th><th>result</th></tr>" + "".join(
-        f"<tr><td>{html.escape(r['grade_id'])}</td><td>{r['points']:g} / {r['max_points']:g}"
-        f"</td><td>{'passed' if r['passed'] else html.escape(r['message'][:160])}</td></tr>"
-        for r in rows) + "</table>")
+    summary = (f"<p>{_t('Score', lang)}: <b>{score:g} / {total:g}</b> ({_t('status', lang)}: "
+               f"{_t(status, lang)}{': ' + html.escape(reason) if reason else ''})</p>")
+    summary += (f"<table><tr><th>{_t('test', lang)}</th><th>{_t('points', lang)}</th>"
+                f"<th>{_t('result', lang)}</th></tr>" + "".join(
+                    f"<tr><td>{html.escape(r['grade_id'])}</td><td>{r['points']:g} / "
+                    f"{r['max_points']:g}</td><td>"
+                    f"{_t('passed', lang) if r['passed'] else html.escape(r['message'][:160])}"
+                    "</td></tr>" for r in rows) + "</table>")
     if notes:
         summary += "<ul>" + "".join(f"<li>{html.escape(n)}</li>" for n in notes) + "</ul>"
-    return page(title, summary + "\n".join(parts))
+    return page(title, summary + "\n".join(parts), lang)
 
 
 def _code(source: str) -> str:
     return f'<pre class="code">{html.escape(source)}</pre>'
 
 
-def page(title: str, body: str) -> str:
+def page(title: str, body: str, lang: str = "en") -> str:
     """A self-contained page under the feedback Content-Security-Policy."""
     return f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8">
+<html lang="{html.escape(lang)}"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{CSP}">
 <title>{html.escape(title)}</title>
 <style>

@@ -355,7 +355,8 @@ def sandbox_statement(grader: Grader) -> str:
     problem = sandbox.bwrap_problem()
     if problem is None:
         return ("bubblewrap sandbox: no network, private file system view (no solutions, "
-                "gradebook, other students or home), resource limits")
+                "gradebook, other students or home), resource limits; "
+                + sandbox.kernel_limits_statement())
     caveat = " (as root, the process limit does not apply)" if os.getuid() == 0 else ""
     return (f"NO SANDBOX ({problem}): resource limits only{caveat}; submissions could read "
             "files and use the network")

@@ -135,6 +135,20 @@ class Runtime:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+@functools.cache
+def kernel_limits_statement() -> str:
+    """Which limits hold for a whole kernel here (a control group, a bounded home)."""
+    probe = Cgroup.create(f"autograder-probe-{os.getpid()}", GiB, 16)
+    if probe is not None:
+        probe.remove()
+    home = "a tmpfs home limited in size and files" if os.getuid() == 0 and shutil.which(
+        "mount") else "a home without a size limit (mounting a tmpfs needs root)"
+    if probe is None:
+        return ("memory and process limits per process only (no control group could be "
+                f"made here); {home}")
+    return f"memory and process limits for the whole kernel (cgroup v{probe.version}); {home}"
+
+
 def mount_tmpfs(folder: Path, size: int, files: int) -> bool:
     """Mount a tmpfs of ``size`` bytes and ``files`` inodes on ``folder`` (root only)."""
     if os.getuid() != 0 or shutil.which("mount") is None:
@@ -169,9 +183,11 @@ def bwrap_argv(home: Path, runtime: Path, book: Path) -> list[str]:
     return argv
 
 
-def kernel_env(sandboxed: bool, home: Path, book: Path) -> dict[str, str]:
-    """The kernel's environment: fast mode on, one thread per kernel, a private home."""
+def kernel_env(sandboxed: bool, home: Path, book: Path, lang: str = "en") -> dict[str, str]:
+    """The kernel's environment: fast mode on, one thread per kernel, a private home, the
+    submission's language (d2lmini's messages and plots follow it)."""
     env = {
+        "D2LMINI_LANG": lang,
         "HOME": HOME if sandboxed else str(home),
         "D2LMINI_DATA": BOOK if sandboxed else str(book),
         "NBGRADER_EXECUTION": "autograde",
@@ -188,7 +204,7 @@ def kernel_env(sandboxed: bool, home: Path, book: Path) -> dict[str, str]:
 
 
 def kernel_argv(limits: Limits, home: Path, runtime: Path, book: Path,
-                sandboxed: bool, cgroup_procs: list[str] = ()) -> list[str]:
+                sandboxed: bool, cgroup_procs: list[str] = (), lang: str = "en") -> list[str]:
     """The kernel spec's argv: [launcher --enter cgroups --] [bwrap ... --] launcher (limits,
     uid) -- ipykernel. ``runtime``: the folder bound into the sandbox (connection, sockets)."""
     python = str(Path(sys.executable))
@@ -200,7 +216,7 @@ def kernel_argv(limits: Limits, home: Path, runtime: Path, book: Path,
         if cgroup_procs else []
     if not sandboxed:
         return enter + launch
-    setenv = [arg for key, value in kernel_env(True, home, book).items()
+    setenv = [arg for key, value in kernel_env(True, home, book, lang).items()
               for arg in ("--setenv", key, value)]
     return enter + bwrap_argv(home, runtime, book) + setenv + ["--"] + launch
 

@@ -28,6 +28,7 @@ import torch
 from jupyter_client import BlockingKernelClient
 
 from autograder import inside, wire
+from d2lmini.i18n import use_language
 
 HELPER_TAG = "helper"
 CALL_LIMIT_BYTES = wire.MAX_MESSAGE_BYTES
@@ -307,9 +308,11 @@ def _raised_text(raised) -> str:
 class TrustedTests:
     """The namespace the graded test cells of one submission run in, on the grader's side."""
 
-    def __init__(self, source_nb, answers: dict[str, str], boundary_factory):
+    def __init__(self, source_nb, answers: dict[str, str], boundary_factory, lang: str = "en"):
         """``answers``: grade_id -> the student's answer cell source (for delegation checks);
-        ``boundary_factory()``: a Boundary into the kernel (made at the first call)."""
+        ``boundary_factory()``: a Boundary into the kernel (made at the first call);
+        ``lang``: the submission's language, in which d2lmini's checks word their messages."""
+        self.lang = lang
         self.source = {nbgrader_meta(c)["grade_id"]: c for c in source_nb.cells
                        if "grade_id" in nbgrader_meta(c)}
         self.functions = student_functions(source_nb)
@@ -358,7 +361,7 @@ class TrustedTests:
             self.boundary.deadline = deadline
         self.deadline = deadline
         try:
-            with contextlib.redirect_stdout(printed):
+            with contextlib.redirect_stdout(printed), use_language(self.lang):
                 exec(compile(cell.source, f"<test {grade_id}>", "exec"), self.ns)
         except (KernelGone, CallTimeout):
             raise

@@ -34,6 +34,7 @@ from nbgrader.preprocessors import (
 from autograder import feedback, sandbox
 from autograder.config import load_config
 from autograder.execute import SandboxExecute, TruncateOutput, hidden_lines, redact
+from autograder.i18n import language_of, translate_message
 from autograder.notes import graded_order
 from autograder.trusted import is_test_cell
 
@@ -68,13 +69,20 @@ def source_path(job: dict) -> Path:
     return Path(job["course"]) / "source" / job["lesson"] / f"{job['lesson']}.ipynb"
 
 
+def submitted_path(job: dict) -> Path:
+    """The student's notebook as the job received it."""
+    lesson = job["lesson"]
+    return Path(job["course"]) / "submitted" / job["student"] / lesson / f"{lesson}.ipynb"
+
+
 def prepare_kernel(job: dict, rt: sandbox.Runtime) -> None:
     """Write the sandbox kernel spec and hand the private folders to the kernel's uid."""
     limits = sandbox.Limits(**job["limits"])
     book = Path(job["book"])
     procs = rt.cgroup.procs_files if rt.cgroup is not None else []
-    argv = sandbox.kernel_argv(limits, rt.home, rt.conn, book, job["sandboxed"], procs)
-    env = {} if job["sandboxed"] else sandbox.kernel_env(False, rt.home, book)
+    lang = language_of(submitted_path(job))
+    argv = sandbox.kernel_argv(limits, rt.home, rt.conn, book, job["sandboxed"], procs, lang)
+    env = {} if job["sandboxed"] else sandbox.kernel_env(False, rt.home, book, lang)
     sandbox.write_kernelspec(rt.spec, argv, env)
     os.environ["JUPYTER_PATH"] = str(rt.spec)
     os.environ.pop("AUTOGRADER_KERNEL_UID", None)  # a serving worker grades many jobs
@@ -168,8 +176,9 @@ def grade_job(job_dir: Path) -> dict:
     source = nbformat.read(source_path(job), as_version=4)
     hidden = hidden_lines(source)
     cells = cell_results(job, nb, graded_order(source))
+    lang = language_of(nb)
     for row in cells:
-        row["message"] = redact(row["message"], hidden)[:MESSAGE_LIMIT]
+        row["message"] = translate_message(redact(row["message"], hidden), lang)[:MESSAGE_LIMIT]
     notes = job["notes"] + submission_notes_after(nb)
     if resources["oom_kills"]:
         notes.append("the kernel's processes went past the memory limit and were killed")
@@ -179,7 +188,7 @@ def grade_job(job_dir: Path) -> dict:
     tests = {c.metadata.nbgrader["grade_id"]: c.source for c in source.cells if is_test_cell(c)}
     page.write_text(feedback.render(nb, title=f"{lesson}: {student}", rows=cells,
                                     test_sources=tests, status=status, reason=reason,
-                                    notes=notes, hidden=hidden), encoding="utf-8")
+                                    notes=notes, hidden=hidden, lang=lang), encoding="utf-8")
     timeline("feedback written", started)
     return {"student": student, "lesson": lesson, "status": status, "reason": reason,
             "notes": notes, "cells": cells,

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
@@ -287,15 +288,34 @@ def test_no_hidden_test_leaks_under_out(attacked):
     assert not leaks, leaks[:3]
 
 
+class ActiveParts(HTMLParser):
+    """Collects what in a page could run or restyle: elements and attributes, not text."""
+
+    def __init__(self):
+        super().__init__()
+        self.found, self.styles = [], 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("script", "iframe", "object", "embed", "form", "base", "link", "meta") \
+                and not (tag == "meta" and dict(attrs).get("charset")) \
+                and not (tag == "meta" and dict(attrs).get("http-equiv")):
+            self.found.append(tag)
+        self.styles += tag == "style"
+        for name, value in attrs:
+            if name.startswith("on") or name == "style":
+                self.found.append(f"{tag} {name}")
+            if name in ("href", "src") and (value or "").strip().lower().startswith(
+                    ("javascript:", "vbscript:", "data:text")):
+                self.found.append(f"{tag} {name}={value[:30]}")
+
+
 def test_feedback_has_no_script(attacked):
     """Markdown and HTML outputs are sanitised; the page forbids scripts."""
     page = feedback(attacked, "exfiltrate")
-    assert "Content-Security-Policy" in page and "script-src" not in page
-    lowered = page.lower()
-    assert "<script" not in lowered and "javascript:" not in lowered
-    assert not re.search(r"<[^>]+\son\w+\s*=", lowered), "no event handler attribute"
-    assert "<iframe" not in lowered and "<style>.fail" not in lowered
-    assert 'style="position' not in lowered
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    parts = ActiveParts()
+    parts.feed(page)
+    assert parts.found == [] and parts.styles == 1, (parts.found, parts.styles)
     assert "Nice lesson" in page, "the student's own text is kept"
 
 
