@@ -224,6 +224,24 @@ def test_finished_english_messages_translate_with_templates():
     assert i18n.gettext("passed", "zh") == "通过" and i18n.gettext("passed", "en") == "passed"
 
 
+def test_a_bare_assert_of_a_test_cell_shows_in_chinese_in_the_kernel(monkeypatch, tmp_path):
+    """A test cell's own ``assert ..., "message"`` (no d2lmini call) reaches a Chinese kernel's
+    output in Chinese, through the exception handler d2lmini installs at import."""
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv(d2l_i18n.LANG_ENV, "zh")
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("import d2lmini as d2l"),
+        nbformat.v4.new_code_cell('assert False, "rnn: H_t must pass through tanh"'),
+        nbformat.v4.new_code_cell('assert False, "a message nobody translated"'),
+        nbformat.v4.new_code_cell("print(d2l.get_language())")])
+    NotebookClient(nb, kernel_name="python3", allow_errors=True, timeout=300,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [o.evalue for c in nb.cells for o in c.outputs if o.output_type == "error"]
+    assert errors == ["rnn：H_t 必须经过 tanh", "a message nobody translated"]
+    assert nb.cells[3].outputs[0].text == "zh\n", "the kernel goes on after the handler"
+
+
 def test_language_from_the_environment_and_the_notebook(monkeypatch, tmp_path):
     """D2LMINI_LANG wins; else the notebook JupyterLab names in JPY_SESSION_NAME."""
     monkeypatch.delenv(d2l_i18n.LANG_ENV, raising=False)
