@@ -139,6 +139,12 @@ def moodle_rows(grades: list[Grade], people: dict) -> list[list[str]]:
     """Moodle's grade import CSV: name, email address, ID number, a column per lesson."""
     lessons = list(dict.fromkeys(g.lesson for g in grades))
     by_key = {(g.student, g.lesson): g for g in grades}
+    unkeyed = sorted(s for s, info in people.items()
+                     if s == info.get("lms_id") and not info.get("email"))
+    if unkeyed:  # graded without a roster: the download named only participant ids
+        raise SystemExit("moodle export: Moodle imports grades by email or ID number, but "
+                         f"{', '.join(unkeyed)} are only Moodle participant ids: pass --roster "
+                         "(lms_id,student_id,name,email)")
     rows = [MOODLE_FIXED + lessons]
     for student in sorted(people):
         info = people[student]

@@ -135,6 +135,19 @@ def test_canvas_rows_need_a_canvas_id_and_assignment_ids_a_number():
         parse_ids([f"{LESSON}:4567"])
 
 
+def test_moodle_rows_need_an_email_or_id_number():
+    """A student known only by a Moodle participant id (graded without a roster) cannot be
+    imported by Moodle: the export stops and asks for the roster."""
+    from autograder.export import Grade, moodle_rows
+
+    grades = [Grade("101", LESSON, 3.0, 14.0, "graded")]
+    with pytest.raises(SystemExit, match="101 are only Moodle participant ids"):
+        moodle_rows(grades, {"101": {"lms_id": "101", "name": "Jane Doe", "email": ""}})
+    rows = moodle_rows(grades, {"101": {"lms_id": "101", "name": "Jane Doe", "email": "j@x"}})
+    assert rows == [["Full name", "Email address", "ID number", LESSON],
+                    ["Jane Doe", "j@x", "101", "3"]]
+
+
 # ---------------------------------------------------------------- graded downloads (slow)
 
 
