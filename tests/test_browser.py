@@ -220,7 +220,8 @@ def _server_env(tmp):
 
 def _instructor_course(root, exchange):
     """A throwaway nbgrader course under ``root/instructor`` with every lesson as a source
-    assignment, and the nbgrader_config.py the formgrader reads from the server's cwd."""
+    assignment, and the nbgrader_config.py the formgrader reads from the server's cwd.
+    (Unused here since formgrader is tested on a graded class; kept for other browser tests.)"""
     course = root / "instructor"
     for notebook in sorted((ROOT / "solutions").glob("*.ipynb")):
         (course / "source" / notebook.stem).mkdir(parents=True)
