@@ -79,6 +79,8 @@ CLAIMS = [
           rf"loss at initialisation {NUMBER}", 3.30, 3.36),
     Claim("03", "on 10,000 characters the add-0.1 trigram is the best rung",
           rf"lowest held-out perplexity on 10,000 characters: the {NUMBER}-gram", 3, 3),
+    Claim("03", "Laplace's k = 1 is worse than k = 0.1 for the trigram (9.29)",
+          rf"with Laplace's k = 1 instead: {NUMBER}", 9.3, 30),
     Claim("03", "fifteen times more text in 90% of the book",
           rf"90% of the book holds {NUMBER} times", 15, 16),
     Claim("03", "Kneser-Ney on 10,000 characters beats every add-k rung (trigram 9.29)",
