@@ -190,6 +190,8 @@ class TruncateOutput(NbGraderPreprocessor):
 
     def preprocess_cell(self, cell, resources, index):
         cell, resources = self._cut_outputs(cell, resources)
+        if not hasattr(self, "_notebook_left"):  # used on a single cell, without preprocess
+            self._notebook_left = self.notebook_bytes
         kept, budget = [], min(self.cell_bytes, self._notebook_left)
         for output in cell.get("outputs", []):
             size = len(json.dumps(output, default=str))

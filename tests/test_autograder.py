@@ -249,7 +249,8 @@ def grade_everything(base: Path) -> dict:
     shutil.copytree(base / "out1", base / "resumed")
     (base / "resumed" / ".work" / "jobs" / "partly_wrong" / LESSON / "result.json").unlink()
     assert grade(repo, subset, base / "resumed", jobs=2) == 0
-    return {"expected": expected, "connections": connections, "repo": str(repo)}
+    top = sum(meta(c).get("points", 0) for c in sol.cells if meta(c).get("grade"))
+    return {"expected": expected, "connections": connections, "repo": str(repo), "top": top}
 
 
 @pytest.fixture(scope="session")
@@ -286,7 +287,7 @@ def test_status_and_score(graded, student):
     status, score, note = graded["expected"][student]
     row = read_csv(graded["base"] / "out2" / "grades.csv")[student]
     assert (row["status"], float(row["score"])) == (status, score), row
-    assert float(row["max_score"]) == 12
+    assert float(row["max_score"]) == graded["top"]
     entry = results(graded["base"] / "out2")["students"][student][LESSON]
     assert sum(c["points"] for c in entry["cells"]) == score
     if note:
@@ -409,7 +410,10 @@ def test_check_command_on_lesson_01(tmp_path, book, capsys):
     repo = make_repo(tmp_path)
     assert main(["--root", str(repo), "check", "--jobs", "2", "--timeout", str(TIMEOUT)]) == 0
     printed = capsys.readouterr().out
-    assert f"solutions/{LESSON}: 12/12" in printed and f"course/{LESSON}: 0/12" in printed
+    sol = nbformat.read(repo / "solutions" / f"{LESSON}.ipynb", as_version=4)
+    top = sum(meta(c).get("points", 0) for c in sol.cells if meta(c).get("grade"))
+    assert f"solutions/{LESSON}: {top:g}/{top:g}" in printed
+    assert f"course/{LESSON}: 0/{top:g}" in printed
 
 
 def test_without_bubblewrap_limits_apply_and_the_report_says_so(tmp_path, monkeypatch):
