@@ -38,7 +38,7 @@ from autograder.notes import (
 from autograder.release import generate_assignments
 from autograder.submissions import Submission, annotate, collect, extract_zip
 
-VERSION = "3"  # bump when grading changes so old results are not reused
+VERSION = "4"  # bump when grading changes so old results are not reused
 WARM_HOME = "home"  # in the template: what every sandbox home starts with
 MPLCONFIG = ".matplotlib"  # MPLCONFIGDIR under the home (sandbox.kernel_env)
 

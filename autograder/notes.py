@@ -66,7 +66,28 @@ def submission_notes(nb, release) -> list[str]:
               if _is_edited_test(c, expected)}
     notes += [f"test cell '{gid}' was edited: it was restored from the source before grading"
               for gid in sorted(edited)]
+    notes += [f"cell {index + 1} holds nbgrader's markers ({marker}), typed by the student: "
+              "they change nothing in grading" for index, marker in typed_markers(nb)]
     return notes
+
+
+MARKERS = ("BEGIN HIDDEN TESTS", "END HIDDEN TESTS", "BEGIN SOLUTION", "END SOLUTION")
+
+
+def typed_markers(nb) -> list[tuple[int, str]]:
+    """(index, marker) of cells outside the lesson's graded cells that hold nbgrader markers
+    (in an answer cell only hidden-test markers count: the solution markers belong there)."""
+    found = []
+    for index, cell in enumerate(nb.cells):
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("grade") or meta.get("locked"):
+            continue
+        allowed = ("BEGIN SOLUTION", "END SOLUTION") if meta.get("solution") else ()
+        for marker in MARKERS:
+            if marker in cell.source and marker not in allowed:
+                found.append((index, marker))
+                break
+    return found
 
 
 def _is_edited_test(cell, expected) -> bool:

@@ -268,6 +268,7 @@ def test_statuses_come_from_the_grader(attacked):
     entry = result(attacked, "forged_status")
     assert (entry["status"], entry["reason"]) == ("graded", "")
     assert not any("forged" in c["message"] for c in entry["cells"])
+    assert any("BEGIN HIDDEN TESTS" in note for note in entry["notes"]), entry["notes"]
 
 
 def test_no_hidden_test_leaks_under_out(attacked):
