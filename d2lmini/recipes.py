@@ -268,7 +268,7 @@ def _checkpoint(net, data_iter, vocab, prefix, history, budget, done, device):
     """Evaluate on the held-out tokens (and sample) in eval mode: dropout off."""
     net.eval()
     history.valid_seconds.append(budget.elapsed)
-    history.valid_epochs.append(done[0] + done[1] / max(len(data_iter), 1))
+    history.valid_epochs.append(round(done[0] + done[1] / max(len(data_iter), 1), 2))
     if data_iter.heldout is not None:
         heldout = data_iter.heldout  # read as the benchmarks do: 32 rows of 35 steps
         rows = min(EVAL_BATCH, max(1, (len(heldout) - 1) // EVAL_STEPS - 1))
