@@ -161,6 +161,8 @@ class _Budget:
                     self._pause()
                     self.on_checkpoint()
                     self.next_eval = (self.elapsed // self.eval_every + 1) * self.eval_every
+                    if self.elapsed >= self.seconds and index > 0:
+                        return  # the clock stays stopped: that checkpoint was the last
                     self._start = self.clock()
                 if self.now() >= self.seconds and index > 0:
                     return
