@@ -178,12 +178,12 @@ def translate(text: str, lang: str | None = None) -> str:
         return _translate(text, 0, lang)
 
 
-_WORDS = re.compile(r"[A-Za-z]{2,}[ ,:;'()-]+[A-Za-z]{2,}")
+_WORDS = re.compile(r"[A-Za-z]{2,}\s")  # an English word and a space: prose, not a value
 
 
 def _handled(original, translated):
     """A piece of a message is handled when it was translated or holds no English words
-    (a shape, a number, a name, a quoted value)."""
+    (a shape, a number, a dtype, a name, a quoted value)."""
     return (translated != original or not _WORDS.search(original)
             or original[:1] in "'\"" and original[-1:] in "'\"")
 
