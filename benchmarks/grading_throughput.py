@@ -69,6 +69,11 @@ def parse_args(argv=None):
                         help="also grade through a local Dask cluster of this many workers")
     parser.add_argument("--postgres", action="store_true",
                         help="also time the gradebook merge into a throwaway PostgreSQL server")
+    parser.add_argument("--driver-copies", type=int, default=200,
+                        help="made-up submissions to time the driver's own steps on (0: skip)")
+    parser.add_argument("--merge-synthetic", type=int, default=500,
+                        help="also time merging this many made-up results (the gradebook's "
+                             "cost at a class's scale; 0: skip)")
     return parser.parse_args(argv)
 
 
@@ -272,27 +277,74 @@ def _span(cell) -> tuple[float, float] | None:
         return None
 
 
-def merge_cost(out: Path, url: str) -> float:
-    """Seconds per submission to merge ``out``'s results into the empty gradebook ``url``
-    (the lessons synced first, not counted), as the driver does at the end of a run."""
+def merge_cost(out: Path, url: str, synthetic: int = 0) -> float:
+    """Seconds per submission to merge ``out``'s results (or, with ``synthetic``, that many
+    results made up from them: more students, the same cells) into the empty gradebook
+    ``url`` (the lessons synced first, not counted), as the driver does after a run."""
     from autograder.grade import Options, prepare_template
     from autograder.gradebook import merge_all, sync_lessons
 
     results = [json.loads(p.read_text()) for p in (out / ".work" / "jobs").glob(
         "*/*/result.json")]
+    if synthetic:
+        results = [results[i % len(results)] | {"student": f"made-up-{i // len(results):05d}"}
+                   for i in range(synthetic)]
     template = prepare_template(Options(submissions=out, out=out, root=common.ROOT))  # cached
     sync_lessons(f"sqlite:///{template / 'gradebook.db'}", url,
                  sorted({r["lesson"] for r in results}))
     return merge_all(url, results) / max(1, len(results))
 
 
-def postgres_url(folder: Path):
-    """A throwaway PostgreSQL server (as in tests/conftest.py): (url, stop function)."""
+def driver_costs(class_dir: Path, work: Path, copies: int) -> dict:
+    """CPU seconds per submission of the driver's own steps, on ``copies`` made-up
+    submissions (the class's files under new student names): plan (fingerprint and private
+    course), pack for the cluster, unpack what a worker returns, and the outputs (report)."""
+    from autograder import cluster, report
+    from autograder.grade import Grader, Options, prepare_template
+    from autograder.submissions import Submission
+
+    opts = Options(submissions=class_dir, out=work / "driver", root=common.ROOT)
+    grader = Grader(opts, prepare_template(opts))
+    files = sorted(class_dir.glob("*/*.ipynb"))
+    subs = [Submission(student=f"copy{i:05d}", lesson=files[i % len(files)].stem,
+                       path=files[i % len(files)]) for i in range(copies)]
+    returned = sorted((work / "out_cluster" / ".work" / "jobs").glob("*/*/result.json"))
+    clock = time.process_time
+    spent = {"plan": -clock()}
+    jobs = [grader.plan(sub) for sub in subs]
+    spent["plan"] += clock()
+    spent["pack"] = -clock()
+    for job in jobs:
+        cluster.pack(job, ["job.json", "course", "home"])
+    spent["pack"] += clock()
+    replies = [cluster.pack(r.parent, list(cluster.RETURNED)) for r in returned] or [b""]
+    spent["unpack"] = -clock()
+    for i, job in enumerate(jobs):
+        if replies[i % len(replies)]:
+            cluster.unpack(replies[i % len(replies)], job)
+    spent["unpack"] += clock()
+    results = [json.loads(returned[i % len(returned)].read_text()) | {
+        "student": sub.student} for i, sub in enumerate(subs)] if returned else []
+    context = {"unmatched": [], "sandbox": "-", "limits": {"memory": 1, "cpu": 1,
+               "processes": 1, "file_size": 1, "cell_timeout": 1}, "seconds": 0,
+               "reused": 0, "jobs": 2, "gradebook": "-"}
+    spent["outputs (report)"] = -clock()
+    if results:
+        report.write_all(opts.out, results, context)
+    spent["outputs (report)"] += clock()
+    sizes = [len(cluster.pack(j, ["job.json", "course", "home"])) for j in jobs[:20]]
+    return {step: sec / copies for step, sec in spent.items()} | {
+        "job bytes sent (mean)": statistics.fmean(sizes),
+        "bytes returned (mean)": statistics.fmean(len(r) for r in replies)}
+
+
+def postgres_server(folder: Path):
+    """A throwaway PostgreSQL server in ``folder`` (tests/conftest.py's): ``.url(name)``
+    creates a database, ``.stop()`` ends it."""
     sys.path.insert(0, str(common.ROOT / "tests"))
     from conftest import PostgresServer
 
-    server = PostgresServer(folder)
-    return server.url("bench"), server.stop
+    return PostgresServer(folder)
 
 
 def autograder_score(grades_csv):
@@ -333,10 +385,10 @@ def nbgrader_score(root, lessons):
 def measure(args, lessons, class_dir, course_root):
     """Every grader on the same class: a list of result dicts."""
     results, submissions = [], args.students * len(lessons)
+    usage, local_cpu = {}, {j: {} for j in args.jobs}  # CPU of the run and every process
     runs = [] if args.skip_autograder else [
         (f"autograder --jobs {j}", lambda j=j: grade_autograder(
-            class_dir, args.work / f"out_jobs{j}", j)) for j in args.jobs]
-    usage = {}
+            class_dir, args.work / f"out_jobs{j}", j, usage=local_cpu[j])) for j in args.jobs]
     if args.cluster_workers and not args.skip_autograder:
         w = args.cluster_workers
         runs.append((f"autograder --cluster ({w} workers)", lambda: grade_on_cluster(
@@ -348,10 +400,20 @@ def measure(args, lessons, class_dir, course_root):
         seconds, status, tail, score = grade()
         results.append({"grader": name, "seconds": seconds, "exit_status": status,
                         "per_minute": 60 * submissions / seconds, "score": score,
-                        "output_tail": tail} | (dict(usage) if "cluster" in name else {}))
+                        "output_tail": tail} | (dict(usage) if "cluster" in name else {})
+                       | _local_cpu(name, local_cpu, submissions))
         if status != 0:
             print(f"{name} exited with {status}:\n{tail}\n")
     return results
+
+
+def _local_cpu(name: str, local_cpu: dict, submissions: int) -> dict:
+    """A local run's CPU seconds per submission (grader, workers and kernels: all waited-for
+    descendants): on a quiet machine with C cores, about the wall seconds x C."""
+    jobs = next((j for j in local_cpu if name == f"autograder --jobs {j}"), None)
+    if jobs is None or "cpu" not in local_cpu[jobs]:
+        return {}
+    return {"cpu_per_submission": local_cpu[jobs]["cpu"] / submissions}
 
 
 def grade_on_cluster(args, class_dir, workers, usage):
@@ -374,14 +436,21 @@ def costs(args, results, submissions):
     """Where the seconds go (per submission) and what bounds scaling; printed and saved."""
     outs = sorted(args.work.glob("out_*"))
     found = {"breakdown": {o.name: breakdown(o) for o in outs}}
+    n = args.merge_synthetic
     if outs:
         found["merge_sqlite"] = merge_cost(outs[0], f"sqlite:///{args.work / 'merge.db'}")
+        if n:
+            found[f"merge_sqlite_{n}"] = merge_cost(outs[0], f"sqlite:///{args.work / 'm.db'}", n)
     if outs and args.postgres:
-        url, stop = postgres_url(Path(tempfile.mkdtemp(prefix="bench-postgres-")))
+        server = postgres_server(Path(tempfile.mkdtemp(prefix="bench-postgres-")))
         try:
-            found["merge_postgres"] = merge_cost(outs[0], url)
+            found["merge_postgres"] = merge_cost(outs[0], server.url("real"))
+            if n:
+                found[f"merge_postgres_{n}"] = merge_cost(outs[0], server.url("synthetic"), n)
         finally:
-            stop()
+            server.stop()
+    if args.driver_copies:
+        found["driver_steps"] = driver_costs(args.work / "class", args.work, args.driver_copies)
     cluster = [r for r in results if "cpu" in r]
     if cluster:
         found["driver_cpu"] = cluster[0]["cpu"] / submissions
@@ -396,14 +465,21 @@ def print_costs(found, results, submissions):
         rows = [[step, f"{sec:.2f}"] for step, sec in steps.items()]
         print(f"\nper submission, {name} (mean seconds):")
         print(common.table(rows, ["step", "seconds"]))
-    for key in ("merge_sqlite", "merge_postgres", "driver_cpu", "driver_cpu_dispatch"):
-        if key in found:
-            print(f"{key}: {found[key]:.4f} s per submission")
+    for key, value in found.items():
+        if key.startswith(("merge_", "driver_cpu")):
+            print(f"{key}: {value:.4f} s per submission")
+    if "driver_steps" in found:
+        rows = [[step, f"{v:.4f}" if v < 1000 else f"{v:,.0f}"]
+                for step, v in found["driver_steps"].items()]
+        print("\nthe driver's own steps, per submission (CPU seconds; bytes):")
+        print(common.table(rows, ["step", "value"]))
     if "rerun_seconds" in found:
         print(f"cluster re-run, every result reused: {found['rerun_seconds']:.1f} s")
     slot = found["breakdown"].get("out_cluster", {}).get("job in all")
-    if "driver_cpu" in found and slot:
-        driver = found["driver_cpu"] + found.get("merge_postgres", found["merge_sqlite"])
+    if "driver_steps" in found and slot:
+        steps = found["driver_steps"]
+        driver = sum(v for k, v in steps.items() if "bytes" not in k) + found.get(
+            "merge_postgres", found["merge_sqlite"])
         print(f"scaling: the driver and the gradebook take {driver:.3f} s per submission "
               f"(at most {60 / driver:.0f} submissions/min from one driver); a one-thread "
               f"worker grades {60 / slot:.1f}/min at this load, so about {slot / driver:.0f} "
@@ -414,6 +490,10 @@ def report(results, info, args, lessons):
     submissions = args.students * len(lessons)
     print(f"grading_throughput: {args.students} students x {len(lessons)} lessons = "
           f"{submissions} submissions, {common.describe(info)}\n")
+    for r in results:
+        if "cpu_per_submission" in r:
+            print(f"{r['grader']}: {r['cpu_per_submission']:.1f} CPU s per submission (every "
+                  "process of the run)")
     rows = [[r["grader"], f"{r['seconds']:.1f}", f"{r['per_minute']:.1f}",
              "-" if r["score"] is None else f"{r['score'][0]:g}/{r['score'][1]:g}",
              "-" if r["score"] is None else r["score"][2], r["exit_status"]] for r in results]
