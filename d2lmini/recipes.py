@@ -37,7 +37,7 @@ class Recipe:
     num_hiddens: int = 256
     num_layers: int = 1
     embed_size: int = 32          # a learned embedding of this size; 0: one-hot inputs
-    dropout: float = 0.2          # on the recurrent outputs (and between layers)
+    dropout: float = 0.0          # on the recurrent outputs (and between layers)
     batch_size: int = 32
     num_steps: int = 35           # truncation length of backpropagation through time
     use_random_iter: bool = True
