@@ -127,9 +127,26 @@ def plot(xs, ys, *, xlabel, ylabel, title, legend=None, xscale="linear", yscale=
         axes.plot(list(x), list(y), label=label)
     axes.set(xlabel=xlabel, ylabel=ylabel, title=title, xscale=xscale, yscale=yscale)
     axes.grid(alpha=0.3)
+    _translated_legends(axes)
     if legend:
         axes.legend()
     return axes
+
+
+def _translated_legends(axes):
+    """In Chinese, the legend the lesson draws later on these axes translates its labels too
+    (lines a lesson adds with ``axes.axhline(..., label=...)``, then ``axes.legend()``)."""
+    if get_language() != "zh" or getattr(axes, "_d2lmini_legend", False):
+        return
+    draw = axes.legend
+
+    def legend(*args, **kwargs):
+        if args or "labels" in kwargs or "handles" in kwargs:
+            return draw(*args, **kwargs)
+        handles, labels = axes.get_legend_handles_labels()
+        return draw(handles, [translate(label) for label in labels], **kwargs)
+
+    axes.legend, axes._d2lmini_legend = legend, True
 
 
 def _is_many(values):
