@@ -383,7 +383,7 @@ class TrustedTests:
         """Call the student's ``name`` in the sandbox; the result, rebuilt from data."""
         if name in self.delegated:
             raise AssertionError(
-                f"{name} delegates to d2lmini's own implementation "
+                f"{name} delegates to a library's own implementation "
                 f"({', '.join(self.delegated[name])}): this exercise earns points only for "
                 "code you write yourself")
         if self.boundary is None:

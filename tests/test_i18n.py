@@ -218,9 +218,9 @@ def test_finished_english_messages_translate_with_templates():
     assert i18n.translate_message("AssertionError: rnn: H_t must pass through tanh", "zh") == \
         "AssertionError: rnn：H_t 必须经过 tanh"
     assert i18n.translate_message(
-        "AssertionError: rnn delegates to d2lmini's own implementation (sgd): this exercise "
+        "AssertionError: rnn delegates to a library's own implementation (sgd): this exercise "
         "earns points only for code you write yourself", "zh") == \
-        "AssertionError: rnn 调用了 d2lmini 自己的实现（sgd）：这道练习只为你自己编写的代码计分"
+        "AssertionError: rnn 调用了库自带的实现（sgd）：这道练习只为你自己编写的代码计分"
     assert i18n.gettext("passed", "zh") == "通过" and i18n.gettext("passed", "en") == "passed"
 
 
