@@ -198,8 +198,10 @@ def _label_strings(tree):
         if isinstance(node, ast.Call):
             for keyword in node.keywords:
                 if keyword.arg in LABEL_KEYWORDS:
-                    values = keyword.value.elts if isinstance(
-                        keyword.value, ast.List | ast.Tuple) else [keyword.value]
+                    value = keyword.value
+                    values = (value.elts if isinstance(value, ast.List | ast.Tuple)
+                              else [value.elt] if isinstance(value, ast.ListComp | ast.GeneratorExp)
+                              else [value])
                     for value in values:
                         text = _string_of(value)
                         if text and re.search(r"[A-Za-z]{2,}", _literal_text(value)):
