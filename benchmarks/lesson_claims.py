@@ -175,7 +175,7 @@ CLAIMS = [
           rf"\n +gru +\d+ +[\d,]+ +[\d.]+ +\S+ \| {NUMBER}", 4.7, 5.5),
     Claim("06", "equal time: the RNN about 7", rf"\n +rnn +\d+ +[\d,]+ +[\d.]+ +\S+ \| {NUMBER}",
           6.5, 8),
-    Claim("06", "nn.GRU runs at a third to a half of nn.LSTM's steps per second on a CPU",
+    Claim("06", "nn.GRU runs at a third to a little over half of nn.LSTM's steps per second",
           rf"steps per second, GRU over LSTM: {NUMBER}", 0.3, 0.6),
 ]
 
