@@ -252,13 +252,16 @@ def _literal_text(node):
 
 
 class _Blank(ast.NodeTransformer):
-    """Every string literal replaced by one placeholder: what is left is the code."""
+    """Every string literal replaced by one placeholder: what is left is the code. An
+    f-string keeps its expressions (in any order: a translation may reorder them)."""
 
     def visit_Constant(self, node):
         return ast.Constant("") if isinstance(node.value, str) else node
 
     def visit_JoinedStr(self, node):
-        return ast.Constant("")
+        expressions = sorted(ast.dump(self.visit(value.value)) for value in node.values
+                             if isinstance(value, ast.FormattedValue))
+        return ast.Constant("f-string:" + "|".join(expressions))
 
 
 def same_code(english: str, translated: str) -> bool:

@@ -112,6 +112,8 @@ def test_a_code_translation_may_change_only_comments_and_strings(tiny, capsys):
         f"translations/zh/{NAME}.po cell ordinary" in err
     assert i18n.same_code("x = 3  # a\nprint('a')", "x = 3  # 甲\nprint('甲')")
     assert not i18n.same_code("x = 3", "x = 4") and not i18n.same_code("f(a)", "f(b)")
+    assert i18n.same_code('print(f"{a} of {b}")', 'print(f"{b} 中的 {a}")'), "may reorder"
+    assert not i18n.same_code('print(f"{a}")', 'print(f"{a + 1}")'), "f-string code counts"
 
 
 def test_test_cell_messages_are_catalogued_with_placeholders(tiny):
