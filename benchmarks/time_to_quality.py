@@ -8,10 +8,10 @@ model set-up are not. Training stops at the first batch that ends past the budge
 mid-epoch. Every row is scored on the same held-out text in the same run.
 
 Rows:
-- ``course``: ``d2lmini.train_recipe`` with ``d2lmini.Recipe()`` (the tuned recipe of lesson
-  05 and the playground; ``--set field=value`` changes any of its fields), trained on the
-  first 90% of the book (``max_tokens=-1``); ``--device cuda`` runs ``recipe_for(device)``,
-  a larger model, on the GPU;
+- ``course``: ``d2lmini.train_recipe`` with ``d2lmini.recipe_for(device, seconds)`` (the tuned
+  recipe of lesson 05 and the playground: ``Recipe()``, with dropout for budgets over 45 s;
+  ``--set field=value`` changes any of its fields), trained on the first 90% of the book
+  (``max_tokens=-1``); ``--device cuda`` trains ``GPU_RECIPE``, a larger model, on the GPU;
 - ``d2l_lstm`` and ``d2l_rnn``: the book's recipes run with the book's code (``d2l==0.17.5``,
   see ``d2l_reference``): concise LSTM (256) and scratch RNN (512) trained by its
   ``train_epoch_ch8`` with SGD lr 1 on the first 10,000 characters;
@@ -175,7 +175,7 @@ def run_book_recipe(name, d2l, args, device, heldout):
 
 def run_course(d2l, args, device, heldout):
     """``d2lmini.train_recipe``: the recipe lesson 05 and the playground use."""
-    recipe = d2l.recipe_for(device).replace(**recipe_changes(args.set, d2l.Recipe))
+    recipe = d2l.recipe_for(device, args.seconds).replace(**recipe_changes(args.set, d2l.Recipe))
     data_iter, vocab = d2l.load_data_time_machine(
         recipe.batch_size, recipe.num_steps, recipe.use_random_iter, max_tokens=-1,
         seed=args.seed)

@@ -56,6 +56,12 @@ def test_bad_recipes_say_what_is_wrong():
         Recipe(num_layers=0)
 
 
+def test_recipe_for_a_budget_and_a_device():
+    assert d2l.recipe_for("cpu", 30) == Recipe() and Recipe().dropout == 0
+    assert d2l.recipe_for("cpu", 60) == Recipe(dropout=0.2)  # long runs overfit without it
+    assert d2l.recipe_for("cuda") is d2l.GPU_RECIPE
+
+
 def test_weight_decay_switches_to_adamw():
     _, optimizer, _ = build_recipe(Recipe(num_hiddens=8, weight_decay=0.0), V, "cpu")
     assert type(optimizer) is torch.optim.Adam
