@@ -7,8 +7,10 @@ killed in the middle of its job (the job must be retried on the other one). The 
 no ``D2LMINI_DATA``: the book reaches them through the cluster.
 """
 
+import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -119,11 +121,25 @@ def finish(run: subprocess.Popen) -> str:
     return out
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def graded(tmp_path_factory, book):
-    """The class graded locally, through the cluster, and through it with a worker killed."""
+    """The class graded once (shared by the xdist workers under a file lock)."""
     tools_on_path()
-    base = tmp_path_factory.mktemp("cluster")
+    base_temp = tmp_path_factory.getbasetemp()
+    under_xdist = "PYTEST_XDIST_WORKER" in os.environ
+    shared = (base_temp.parent if under_xdist else base_temp) / "cluster-class"
+    with open(str(shared) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "done.json").is_file():
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir()
+            (shared / "done.json").write_text(json.dumps(grade_everything(shared)))
+    info = json.loads((shared / "done.json").read_text())
+    return info | {"base": shared}
+
+
+def grade_everything(base: Path) -> dict:
+    """The class graded locally, through the cluster, and through it with a worker killed."""
     repo = make_repo(base)
     sol = nbformat.read(repo / "solutions" / f"{LESSON}.ipynb", as_version=4)
     course = nbformat.read(repo / "course" / f"{LESSON}.ipynb", as_version=4)
@@ -146,7 +162,7 @@ def graded(tmp_path_factory, book):
         rerun = finish(start_grading(repo, base / "class", base / "remote", dask.address))
     finally:
         dask.close()
-    return {"base": base, "names": names, "victim": victim, "rerun": rerun, "repo": repo}
+    return {"names": names, "victim": victim, "rerun": rerun}
 
 
 def results(out: Path) -> dict:
