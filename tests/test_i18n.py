@@ -130,6 +130,25 @@ def test_test_cell_messages_are_catalogued_with_placeholders(tiny):
     assert not any(text.startswith("Check that") for text in messages)
 
 
+@pytest.mark.slow
+def test_an_edit_of_a_real_lesson_makes_its_chinese_cell_stale(tmp_path, capsys):
+    """In a copy of the repository, editing one English Markdown cell of a lesson makes
+    --check name the Chinese entry that no longer matches; the real files are untouched."""
+    tools_on_path()
+    root = tmp_path / "copy"
+    for folder in ("solutions", "translations", "course"):
+        shutil.copytree(ROOT / folder, root / folder)
+    name = "02_rnn_from_scratch"
+    nb = nbformat.read(root / "solutions" / f"{name}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "markdown" and c.id != "l02-00")
+    cell.source += "\n\nA sentence the translator has not seen."
+    nbformat.write(nb, root / "solutions" / f"{name}.ipynb")
+    code, err = _check(root, capsys)
+    assert code == 1
+    assert f"stale (the English cell changed): translations/zh/{name}.po cell {cell.id}" in err
+    assert f"stale: course/zh/{name}.ipynb" in err and f"stale: course/{name}.ipynb" in err
+
+
 # ---------------------------------------------------------------- the real Chinese course
 
 
