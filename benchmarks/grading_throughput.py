@@ -244,6 +244,20 @@ def breakdown(out: Path) -> dict:
     return {step: statistics.fmean(values) for step, values in steps.items()}
 
 
+def boundary_cost(out: Path) -> dict:
+    """Per lesson, the mean cost of the trust boundary per submission (results.json's
+    ``boundary``: calls to the student's functions, bytes each way, seconds in calls)."""
+    results = json.loads((out / "results.json").read_text())["students"]
+    per_lesson = defaultdict(list)
+    for lessons in results.values():
+        for lesson, entry in lessons.items():
+            if entry.get("boundary"):
+                per_lesson[lesson].append(entry["boundary"])
+    return {lesson: {key: statistics.fmean(b[key] for b in rows)
+                     for key in ("calls", "bytes_out", "bytes_in", "seconds")}
+            for lesson, rows in sorted(per_lesson.items())}
+
+
 def job_steps(job: Path) -> dict:
     """One job's seconds per step (see breakdown); {} when its files are missing."""
     log, result = job / "worker.log", json.loads((job / "result.json").read_text())
@@ -435,7 +449,8 @@ def grade_on_cluster(args, class_dir, workers, usage):
 def costs(args, results, submissions):
     """Where the seconds go (per submission) and what bounds scaling; printed and saved."""
     outs = sorted(args.work.glob("out_*"))
-    found = {"breakdown": {o.name: breakdown(o) for o in outs}}
+    found = {"breakdown": {o.name: breakdown(o) for o in outs},
+             "boundary": {o.name: boundary_cost(o) for o in outs}}
     n = args.merge_synthetic
     if outs:
         found["merge_sqlite"] = merge_cost(outs[0], f"sqlite:///{args.work / 'merge.db'}")
@@ -465,6 +480,13 @@ def print_costs(found, results, submissions):
         rows = [[step, f"{sec:.2f}"] for step, sec in steps.items()]
         print(f"\nper submission, {name} (mean seconds):")
         print(common.table(rows, ["step", "seconds"]))
+    for name, lessons in found.get("boundary", {}).items():
+        rows = [[lesson, f"{b['calls']:.0f}", f"{b['bytes_out'] / 1e6:.2f}",
+                 f"{b['bytes_in'] / 1e6:.2f}", f"{b['seconds']:.2f}",
+                 f"{1000 * b['seconds'] / max(1, b['calls']):.2f}"]
+                for lesson, b in lessons.items()]
+        print(f"\nthe trust boundary per submission, {name} (means):")
+        print(common.table(rows, ["lesson", "calls", "MB out", "MB in", "seconds", "ms/call"]))
     for key, value in found.items():
         if key.startswith(("merge_", "driver_cpu")):
             print(f"{key}: {value:.4f} s per submission")
