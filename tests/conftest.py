@@ -112,3 +112,22 @@ def postgres():
     yield server
     server.stop()
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def built_once(tmp_path_factory, name: str, build) -> dict:
+    """``build(folder) -> dict`` run once per test session and shared by every xdist worker
+    (under a file lock, in the session's common temp folder); its dict plus ``base``."""
+    import fcntl
+    import json
+    import shutil
+
+    base_temp = tmp_path_factory.getbasetemp()
+    under_xdist = "PYTEST_XDIST_WORKER" in os.environ  # then every worker shares the parent
+    shared = (base_temp.parent if under_xdist else base_temp) / name
+    with open(str(shared) + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (shared / "done.json").is_file():
+            shutil.rmtree(shared, ignore_errors=True)
+            shared.mkdir()
+            (shared / "done.json").write_text(json.dumps(build(shared)))
+    return json.loads((shared / "done.json").read_text()) | {"base": shared}

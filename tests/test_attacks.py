@@ -13,9 +13,7 @@ OUT contain, peak memory, what is left in /tmp and under OUT.
 
 import base64
 import copy
-import fcntl
 import json
-import os
 import re
 import shutil
 from html.parser import HTMLParser
@@ -23,6 +21,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import built_once
 from nbformat.v4 import new_code_cell, new_markdown_cell
 
 from autograder import cgroup
@@ -226,18 +225,8 @@ def grade_attacks(base: Path) -> dict:
 def attacked(tmp_path_factory, book):
     """The graded attack class, built once and shared by every xdist worker."""
     tools_on_path()
-    base_temp = tmp_path_factory.getbasetemp()
-    under_xdist = "PYTEST_XDIST_WORKER" in os.environ
-    shared = (base_temp.parent if under_xdist else base_temp) / "attack-class"
-    with open(str(shared) + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (shared / "done.json").is_file():
-            shutil.rmtree(shared, ignore_errors=True)
-            shared.mkdir()
-            (shared / "done.json").write_text(json.dumps(grade_attacks(shared)))
-    info = json.loads((shared / "done.json").read_text())
-    info["out"] = shared / "out"
-    return info
+    info = built_once(tmp_path_factory, "attack-class", grade_attacks)
+    return info | {"out": info["base"] / "out"}
 
 
 def result(attacked, student: str) -> dict:

@@ -9,10 +9,8 @@ xdist workers through a lock) and the tests read its outputs.
 
 import copy
 import csv
-import fcntl
 import html
 import json
-import os
 import shutil
 import socket
 import threading
@@ -21,6 +19,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import built_once
 from nbformat.v4 import new_code_cell
 
 from autograder.cli import main
@@ -257,19 +256,7 @@ def grade_everything(base: Path) -> dict:
 def graded(tmp_path_factory, book):
     """The graded class, built once and shared by every xdist worker (under a file lock)."""
     tools_on_path()
-    base_temp = tmp_path_factory.getbasetemp()
-    under_xdist = "PYTEST_XDIST_WORKER" in os.environ  # then every worker shares the parent
-    shared = (base_temp.parent if under_xdist else base_temp) / "autograder-class"
-    with open(str(shared) + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (shared / "done.json").is_file():
-            shutil.rmtree(shared, ignore_errors=True)
-            shared.mkdir()
-            info = grade_everything(shared)
-            (shared / "done.json").write_text(json.dumps(info))
-    info = json.loads((shared / "done.json").read_text())
-    info["base"] = shared
-    return info
+    return built_once(tmp_path_factory, "autograder-class", grade_everything)
 
 
 def read_csv(path: Path) -> dict:

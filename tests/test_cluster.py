@@ -7,10 +7,8 @@ killed in the middle of its job (the job must be retried on the other one). The 
 no ``D2LMINI_DATA``: the book reaches them through the cluster.
 """
 
-import fcntl
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,6 +17,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import built_once
 from test_autograder import LESSON, TIMEOUT, correct, make_repo
 
 from autograder import cluster
@@ -125,17 +124,7 @@ def finish(run: subprocess.Popen) -> str:
 def graded(tmp_path_factory, book):
     """The class graded once (shared by the xdist workers under a file lock)."""
     tools_on_path()
-    base_temp = tmp_path_factory.getbasetemp()
-    under_xdist = "PYTEST_XDIST_WORKER" in os.environ
-    shared = (base_temp.parent if under_xdist else base_temp) / "cluster-class"
-    with open(str(shared) + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (shared / "done.json").is_file():
-            shutil.rmtree(shared, ignore_errors=True)
-            shared.mkdir()
-            (shared / "done.json").write_text(json.dumps(grade_everything(shared)))
-    info = json.loads((shared / "done.json").read_text())
-    return info | {"base": shared}
+    return built_once(tmp_path_factory, "cluster-class", grade_everything)
 
 
 def grade_everything(base: Path) -> dict:
