@@ -20,6 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 import torch
+from test_notebooks import failure_text, graded_cells
 from test_release import NAME, tiny_lesson
 
 import d2lmini as d2l
@@ -325,19 +326,6 @@ def zh_solution(name: str):
     return i18n.translated_notebook(nb, "zh", catalog)
 
 
-def _graded(nb):
-    return [c for c in nb.cells if c.cell_type == "code" and _meta(c).get("grade")]
-
-
-def _failure(cell):
-    for output in cell.get("outputs", []):
-        if output.output_type == "error":
-            return f"{output.ename}: {output.evalue}"
-        if output.output_type == "stream" and output.name == "stderr":
-            return f"stderr: {output.text[:500]}"
-    return None
-
-
 def _execute(nb, workdir, monkeypatch, allow_errors):
     from nbclient import NotebookClient
 
@@ -355,7 +343,8 @@ def _execute(nb, workdir, monkeypatch, allow_errors):
 def test_chinese_solution_runs_headless_and_passes_every_graded_cell(name, tmp_path, monkeypatch,
                                                                      book):
     nb = _execute(zh_solution(name), tmp_path, monkeypatch, allow_errors=False)
-    assert {_meta(c)["grade_id"]: _failure(c) for c in _graded(nb) if _failure(c)} == {}
+    failures = {_meta(c)["grade_id"]: failure_text(c) for c in graded_cells(nb)}
+    assert {gid: text for gid, text in failures.items() if text} == {}
 
 
 @pytest.mark.slow
@@ -363,7 +352,7 @@ def test_chinese_solution_runs_headless_and_passes_every_graded_cell(name, tmp_p
 def test_chinese_student_version_gives_no_free_points_and_fails_in_chinese(path, tmp_path,
                                                                            monkeypatch, book):
     nb = _execute(nbformat.read(path, as_version=4), tmp_path, monkeypatch, allow_errors=True)
-    failures = {_meta(c)["grade_id"]: _failure(c) for c in _graded(nb)}
+    failures = {_meta(c)["grade_id"]: failure_text(c) for c in graded_cells(nb)}
     assert [gid for gid, text in failures.items() if text is None] == []
     messages = [text for text in failures.values() if "NotImplementedError" not in text]
     assert all(CJK.search(text) for text in messages), messages
