@@ -25,6 +25,7 @@ import random
 import time
 
 import torch
+import zmq
 from jupyter_client import BlockingKernelClient
 
 from autograder import inside, wire
@@ -146,6 +147,40 @@ def _loaded(source: str) -> set[str]:
             if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
 
 
+STDIN_CONNECT_SECONDS = 30
+
+
+class StdinReadyClient(BlockingKernelClient):
+    """A kernel client whose stdin socket has finished connecting before it is used.
+
+    The kernel's stdin socket is a ROUTER: an ``input_request`` addressed to a client whose
+    connection is still in its handshake is dropped without a word, and the call loop would
+    wait for a prompt that never comes (under load, 4 of 300 fresh clients lost their first
+    prompt so). ``connect_stdin`` therefore returns only after the handshake succeeded.
+    """
+
+    def connect_stdin(self, identity: bytes | None = None) -> zmq.Socket:
+        socket = self.context.socket(zmq.DEALER)
+        socket.linger = 1000
+        if identity:
+            socket.identity = identity
+        if getattr(self, "curve_publickey", None) is not None:  # as the library's own sockets
+            socket.curve_secretkey = self.curve_secretkey
+            socket.curve_publickey = self.curve_publickey
+            socket.curve_serverkey = self.curve_publickey
+        monitor = socket.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED)  # before connect
+        try:
+            socket.connect(self._make_url("stdin"))
+            connected = bool(monitor.poll(STDIN_CONNECT_SECONDS * 1000))
+        finally:
+            socket.disable_monitor()
+            monitor.close()
+        if not connected:
+            socket.close()
+            raise KernelGone("the kernel's stdin channel did not accept a connection")
+        return socket
+
+
 class Boundary:
     """The grader's line into the kernel: sends requests, reads the replies (data only).
 
@@ -158,7 +193,7 @@ class Boundary:
 
     def __init__(self, km):
         self.km = km
-        self.kc = BlockingKernelClient()
+        self.kc = StdinReadyClient()
         self.kc.load_connection_info(km.get_connection_info())
         self.kc.start_channels(shell=True, iopub=False, stdin=True, hb=False, control=False)
         self.deadline = float("inf")

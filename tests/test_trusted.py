@@ -3,12 +3,15 @@ and the test-cell contract of every lesson."""
 
 import base64
 import json
+import socket
+import threading
 import time
 from pathlib import Path
 
 import nbformat
 import pytest
 import torch
+import zmq
 from jupyter_client import KernelManager
 from nbformat.v4 import new_code_cell, new_notebook
 
@@ -17,6 +20,7 @@ from autograder.config import SOLUTIONS, lessons
 from autograder.trusted import (
     AnswerError,
     Boundary,
+    StdinReadyClient,
     TrustedTests,
     contract_problems,
     delegations,
@@ -139,6 +143,35 @@ def evil_object():
 def make_params(device):
     return [torch.zeros(2, 3, device=device, requires_grad=True)]
 '''
+
+
+def test_the_stdin_channel_is_connected_before_the_first_request():
+    """A kernel drops an input_request to a client still connecting (its stdin is a ROUTER):
+    the grader's client returns only once a message can reach it. Here the kernel's stdin
+    comes up half a second late; a plain client would return at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    router = zmq.Context.instance().socket(zmq.ROUTER)
+    router.router_mandatory = True  # an unknown peer raises instead of dropping silently
+    late = threading.Timer(0.5, router.bind, args=[f"tcp://127.0.0.1:{port}"])
+    late.start()
+    kc = StdinReadyClient(ip="127.0.0.1", stdin_port=port)
+    kc.start_channels(shell=False, iopub=False, stdin=True, hb=False, control=False)
+    late.join()
+    try:
+        until = time.monotonic() + 0.01  # the kernel's side of the handshake may trail ours
+        while True:
+            try:
+                router.send_multipart([kc.session.bsession, b"ping"])
+                break
+            except zmq.ZMQError as err:
+                assert time.monotonic() < until, f"the kernel cannot reach the client: {err}"
+        assert kc.stdin_channel.socket.poll(2000) and \
+            kc.stdin_channel.socket.recv_multipart() == [b"ping"]
+    finally:
+        kc.stop_channels()
+        router.close(linger=0)
 
 
 @pytest.fixture(scope="module")
