@@ -91,11 +91,15 @@ def call(request: dict) -> dict:
     function = namespace().get(request["call"])
     if not callable(function):
         raise NameError(f"name {request['call']!r} is not defined")
-    result = function(*args, **kwargs)
-    if isinstance(result, types.GeneratorType) or inspect.isgenerator(result):
-        result = _drain(result)
     encoder = wire.Encoder()
-    encoded = _encode_result(encoder, result)
+    if "times" in request:  # the same call repeated: one reply, a list of the results
+        times = request["times"]
+        if not isinstance(times, int) or not 0 <= times <= wire.MAX_ITEMS:
+            raise ValueError(f"times must be an int from 0 to {wire.MAX_ITEMS}")
+        encoded = [_encode_result(encoder, _result_of(function, args, kwargs))
+                   for _ in range(times)]
+    else:
+        encoded = _encode_result(encoder, _result_of(function, args, kwargs))
     inputs = [(wid, t) for wid, t in decoder.seen.items()
               if isinstance(t, torch.Tensor) and t.requires_grad and t.is_leaf]
     outputs = [(wid, t) for wid, t in encoder.sent.items()
@@ -108,6 +112,14 @@ def call(request: dict) -> dict:
             "call_id": call_id,
             "grad_inputs": [wid for wid, _ in inputs] if outputs else [],
             "grad_outputs": [wid for wid, _ in outputs] if inputs else []}
+
+
+def _result_of(function, args, kwargs):
+    """What ``function(*args, **kwargs)`` returns, a generator drained."""
+    result = function(*args, **kwargs)
+    if isinstance(result, types.GeneratorType) or inspect.isgenerator(result):
+        return _drain(result)
+    return result
 
 
 def _encode_result(encoder: wire.Encoder, result):

@@ -294,6 +294,12 @@ class Proxy:
     def __call__(self, *args, **kwargs):
         return self._tests.call(self.__name__, args, kwargs)
 
+    def repeat_calls(self, times: int, args: tuple, kwargs: dict) -> list:
+        """``times`` calls in a row in one request (what ``d2l.repeat_calls`` uses)."""
+        if not 0 <= times <= wire.MAX_ITEMS:
+            raise ValueError(f"repeat_calls: at most {wire.MAX_ITEMS} calls, got {times}")
+        return self._tests.call(self.__name__, args, kwargs, times=times)
+
     def __repr__(self):
         return f"<the student's {self.__name__}>"
 
@@ -414,8 +420,10 @@ class TrustedTests:
             self.boundary.end()
 
     # --- calls -----------------------------------------------------------------------------
-    def call(self, name: str, args: tuple, kwargs: dict):
-        """Call the student's ``name`` in the sandbox; the result, rebuilt from data."""
+    def call(self, name: str, args: tuple, kwargs: dict, times: int | None = None):
+        """Call the student's ``name`` in the sandbox; the result, rebuilt from data.
+
+        ``times``: call it that many times in a row there, and return the list of results."""
         if name in self.delegated:
             raise AssertionError(
                 f"{name} delegates to a library's own implementation "
@@ -429,6 +437,8 @@ class TrustedTests:
         request = {"call": name, "args": encoder.encode(list(args)),
                    "kwargs": encoder.encode(dict(kwargs)),
                    "rng": None if synced else wire.rng_state()}
+        if times is not None:
+            request["times"] = times
         reply = self.boundary.request(request)
         self._rng_synced = None  # unknown until the reply is read
         if not isinstance(reply, dict):

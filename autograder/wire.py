@@ -19,7 +19,8 @@ every value in it is one of:
 
 Requests (grader -> sandbox): ``{"call": name, "args": [...], "kwargs": {...}, "rng": ...}``
 (``rng``: Python's and torch's global random state, or null when it is what the sandbox last
-reported; a reply's ``rng`` is null when the call did not change it),
+reported; a reply's ``rng`` is null when the call did not change it; an optional
+``"times": n`` repeats the call n times in a row and the result is the list of n results),
 ``{"vjp": call_id, "grads": [...]}``, ``{"forget": true}``. Replies (sandbox -> grader):
 ``{"result": value, "effects": [...], "rng": ..., "call_id": n, "grad_outputs": [...]}`` or
 ``{"raised": {"type": name, "message": text}}``. The grader's decoder (``Decoder``) accepts a

@@ -10,6 +10,7 @@ from d2lmini.checks import (
     check_equal,
     check_shape,
     relative_error,
+    repeat_calls,
 )
 from d2lmini.config import (
     FAST_ENV,
@@ -87,6 +88,7 @@ __all__ = [
     "check_equal",
     "assert_close",
     "relative_error",
+    "repeat_calls",
     "FAST_ENV",
     "is_fast_mode",
     "by_mode",

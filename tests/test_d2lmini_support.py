@@ -30,6 +30,21 @@ def test_check_dtype_and_check_equal_explain():
     d2l.check_equal([1, 2], [1, 2], "list")
 
 
+def test_repeat_calls_repeats_the_call_or_hands_it_to_the_function():
+    gen = torch.Generator().manual_seed(3)
+    draws = d2l.repeat_calls(lambda g: int(torch.randint(0, 9, (1,), generator=g)), 4, gen)
+    reference = torch.Generator().manual_seed(3)
+    assert draws == [int(torch.randint(0, 9, (1,), generator=reference)) for _ in range(4)]
+
+    class Remote:  # what the grader's proxy offers: all the calls in one go
+        def repeat_calls(self, times, args, kwargs):
+            return ("batched", times, args, kwargs)
+
+    assert d2l.repeat_calls(Remote(), 2, 1, k=3) == ("batched", 2, (1,), {"k": 3})
+    with pytest.raises(ValueError, match="non-negative int"):
+        d2l.repeat_calls(print, -1)
+
+
 def test_assert_close_names_the_worst_element():
     expected = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     actual = expected.clone()

@@ -222,6 +222,22 @@ def test_generator_state_is_copied_in_and_back(tests):
     assert first + tests.ns["draws"](3, gen) == expected
 
 
+def test_repeated_calls_are_one_request_and_equal_the_calls_one_by_one(tests):
+    import d2lmini as d2l
+
+    gen = torch.Generator().manual_seed(5)
+    calls_before = tests.boundary.stats["calls"] if tests.boundary else 0
+    batched = d2l.repeat_calls(tests.ns["draws"], 4, 2, gen)
+    assert tests.boundary.stats["calls"] == calls_before + 1
+    one_by_one = torch.Generator().manual_seed(5)
+    assert batched == [tests.ns["draws"](2, one_by_one) for _ in range(4)]
+    assert torch.equal(gen.get_state(), one_by_one.get_state()), "the generator moved on alike"
+    epochs = d2l.repeat_calls(tests.ns["batches"], 2, 2)
+    assert [[(int(x), int(y)) for x, y in epoch] for epoch in epochs] == [[(0, 1), (1, 2)]] * 2
+    with pytest.raises(ValueError, match="at most"):
+        d2l.repeat_calls(tests.ns["draws"], 10**6, 1, gen)
+
+
 def test_global_random_state_is_shared(tests):
     import random
 
