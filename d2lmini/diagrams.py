@@ -43,6 +43,10 @@ LABELS = {
         "eq_o": "O_{t} = H_{t} W_{hq} + b_{q}",
         "shared": "The same W_{xh}, W_{hh}, W_{hq}, b_{h}, b_{q} at every step.",
         "cat": "torch.cat(outputs, dim=0): (num_steps * batch, vocab)",
+    }, "zh": {
+        "title": "沿三个时间步展开的循环神经网络",
+        "next": "到第 4 步",
+        "shared": "每个时间步共享同一组参数 W_{xh}、W_{hh}、W_{hq}、b_{h}、b_{q}。",
     }},
     "time_major": {"en": {
         "title": "Time-major rows: Y_hat against Y.T.reshape(-1)  (batch = 2, num_steps = 3)",
@@ -59,6 +63,14 @@ LABELS = {
         "wrong": "Y.reshape(-1) (no .T) would pair row 1 (step 0, seq 1) with Y[0,1] "
                  "(step 1, seq 0):",
         "wrong2": "wrong targets, and no error, since the shapes still match.",
+    }, "zh": {
+        "title": "时间优先的行：Y_hat 对应 Y.T.reshape(-1)（batch = 2，num_steps = 3）",
+        "row": "第 $t 步，序列 $b",
+        "rule": "Y_hat 的第 i 行是序列 b = i % batch 的第 t = i // batch 步：i = t * batch + b。",
+        "loss": "F.cross_entropy(Y_hat, Y.T.reshape(-1)) 用每一行自己的目标为它计算损失。",
+        "wrong": "Y.reshape(-1)（没有 .T）会把第 1 行（第 0 步，序列 1）与 Y[0,1]"
+                 "（第 1 步，序列 0）配对：",
+        "wrong2": "目标错了，却不会报错，因为形状仍然匹配。",
     }},
     "truncated_bptt": {"en": {
         "title": "Truncated backpropagation through time (sequential minibatches)",
@@ -70,6 +82,14 @@ LABELS = {
         "cut": "detach(): same values, no graph: backward() stops here",
         "random": "Random sampling: the minibatches are not consecutive, so each one "
                   "starts from\na fresh begin_state() instead.",
+    }, "zh": {
+        "title": "截断反向传播（顺序分区的小批量）",
+        "batch": "小批量 $k",
+        "fwd": "前向：状态的数值被传给下一个小批量",
+        "bwd": "反向：这个小批量损失的梯度",
+        "cut": "detach()：数值不变，但没有计算图：backward() 到此为止",
+        "random": "随机采样：相邻的两个小批量在原序列中并不相邻，\n"
+                  "所以每个小批量都从新的 begin_state() 开始。",
     }},
     "lstm_cell": {"en": {
         "title": "The LSTM cell",
@@ -86,6 +106,11 @@ LABELS = {
         "eq_h": "H_{t} = O_{t} \u2299 tanh(C_{t})",
         "legend": "\u03c3 sigmoid, \u2299 elementwise product; gates, C and H are all "
                   "(batch, hidden)",
+    }, "zh": {
+        "title": "长短期记忆网络（LSTM）的单元",
+        "path": "记忆元的加法路径：C_{t} = F_{t} \u2299 C_{t-1} + I_{t} \u2299 C\u0303_{t}",
+        "legend": "F 遗忘门，I 输入门，O 输出门，C\u0303 候选记忆元；\u03c3 为 sigmoid，"
+                  "\u2299 为按元素乘法；门、C 和 H 都是 (batch, hidden)",
     }},
     "gru_cell": {"en": {
         "title": "The GRU cell",
@@ -103,6 +128,12 @@ LABELS = {
         "note_h": "Z_{t} keeps the old state, 1 \u2212 Z_{t} writes the candidate",
         "torch": "nn.GRU resets after the product instead: R_{t} \u2299 (H_{t-1} W_{hn} + "
                  "b_{hn})",
+    }, "zh": {
+        "title": "门控循环单元（GRU）",
+        "keep": "更新门 Z_{t} 保留旧状态",
+        "note_c": "重置门 R_{t} 在与 W_{hh} 相乘之前作用于 H_{t-1}",
+        "note_h": "Z_{t} 保留旧状态，1 \u2212 Z_{t} 写入候选隐状态 H\u0303_{t}",
+        "torch": "nn.GRU 则在乘法之后才重置：R_{t} \u2299 (H_{t-1} W_{hn} + b_{hn})",
     }},
 }
 

@@ -76,6 +76,19 @@ def test_every_label_of_the_dict_is_drawn(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_the_chinese_labels_translate_english_keys_with_the_same_placeholders(name):
+    """Each zh label replaces an English one, fills the same ``$name`` values and is drawn."""
+    english, chinese = diagrams.LABELS[name]["en"], diagrams.LABELS[name]["zh"]
+    assert set(chinese) <= set(english) and "title" in chinese
+    texts = _texts(_root(name, lang="zh"))
+    for key, label in chinese.items():
+        found = sorted(re.findall(r"\$\w+", label))
+        assert found == sorted(re.findall(r"\$\w+", english[key])), f"{name}: {key}"
+        for line in label.split("\n"):
+            assert any(_template_regex(line).search(t) for t in texts), f"{name}: {key} unused"
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_shapes_lie_inside_the_picture_and_arrows_resolve(name):
     root = _root(name)
     width, height = float(root.get("width")), float(root.get("height"))
