@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch.nn.utils import clip_grad_norm_, get_total_norm
 
 from d2lmini.data import _positive_int, _seq_data_iter_sequential
+from d2lmini.i18n import gettext as _
 
 __all__ = ["History", "sgd", "predict_greedy", "evaluate_perplexity", "train_epoch", "train"]
 
@@ -27,12 +28,15 @@ class History:
                                                         # (time-budgeted runs: train_recipe)
 
     def __str__(self):
-        text = f"train perplexity {self.train_ppl[-1]:.2f}"
-        if self.valid_ppl:
-            best = min(range(len(self.valid_ppl)), key=self.valid_ppl.__getitem__)
-            text += (f", held-out perplexity {self.valid_ppl[-1]:.2f} (best "
-                     f"{self.valid_ppl[best]:.2f} at epoch {self.valid_epochs[best]})")
-        return text + f", {self.tokens_per_sec[-1]:,.0f} tokens/s"
+        """The summary ``train`` prints, in d2lmini's language (benchmarks parse the English)."""
+        values = {"train": f"{self.train_ppl[-1]:.2f}", "speed": f"{self.tokens_per_sec[-1]:,.0f}"}
+        if not self.valid_ppl:
+            return _("train perplexity {train}, {speed} tokens/s").format(**values)
+        best = min(range(len(self.valid_ppl)), key=self.valid_ppl.__getitem__)
+        return _("train perplexity {train}, held-out perplexity {heldout} (best {best} at epoch "
+                 "{epoch}), {speed} tokens/s").format(
+            heldout=f"{self.valid_ppl[-1]:.2f}", best=f"{self.valid_ppl[best]:.2f}",
+            epoch=self.valid_epochs[best], **values)
 
 
 def sgd(params, lr, batch_size):
@@ -182,12 +186,12 @@ def train(net, data_iter, vocab, lr, num_epochs, *, optimizer=None, clip=clip_gr
             if figure is not None:
                 figure.update(_curves(history))
         if not math.isfinite(ppl):
-            print(f"Stopped at epoch {epoch}: the loss is no longer finite (exploding "
-                  "gradients?). Try a smaller learning rate or clipping.")
+            print(_("Stopped at epoch {epoch}: the loss is no longer finite (exploding "
+                    "gradients?). Try a smaller learning rate or clipping.").format(epoch=epoch))
             break
     print(history)
     if history.samples:
-        print(f"sample: {history.samples[-1]!r}")
+        print(_("sample: {sample}").format(sample=repr(history.samples[-1])))
     return history
 
 
@@ -197,7 +201,7 @@ def _epochs(num_epochs, progress):
         return range(1, num_epochs + 1)
     from tqdm.auto import trange  # a widget in Jupyter, text elsewhere
 
-    return trange(1, num_epochs + 1, desc="epochs", leave=False)
+    return trange(1, num_epochs + 1, desc=_("epochs"), leave=False)
 
 
 def _validate(net, data_iter, vocab, prefix, history, epoch, device):

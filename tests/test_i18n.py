@@ -294,6 +294,33 @@ def test_panel_labels_follow_the_language():
     assert english.controls["lr"].description == "learning rate"
 
 
+def test_training_summary_prints_in_chinese_and_the_exact_english_otherwise(capsys):
+    """What ``d2l.train`` prints follows the language; the English (benchmarks parse it) is
+    byte for byte what it was."""
+    from test_d2lmini_models_training import VOCAB, repeating_loader, scratch_model
+
+    history = d2l.History(train_ppl=[30.0, 12.345], valid_epochs=[1, 2], valid_ppl=[25.0, 11.5],
+                          tokens_per_sec=[1.0, 12345.6], samples=["abc", "abcd"])
+    short = d2l.History(train_ppl=[3.0], tokens_per_sec=[1234.0])
+    assert str(history) == ("train perplexity 12.35, held-out perplexity 11.50 (best 11.50 at "
+                            "epoch 2), 12,346 tokens/s")
+    assert str(short) == "train perplexity 3.00, 1,234 tokens/s"
+    with d2l_i18n.use_language("zh"):
+        assert str(history) == ("训练困惑度 12.35，留出困惑度 11.50"
+                                "（最佳 11.50，在第 2 个迭代周期），12,346 词元/秒")
+        assert str(short) == "训练困惑度 3.00，1,234 词元/秒"
+    for lang, sample in (("en", "sample: {!r}"), ("zh", "样本：{!r}")):
+        torch.manual_seed(0)
+        with d2l_i18n.use_language(lang):
+            trained = d2l.train(scratch_model(8), repeating_loader(), VOCAB, lr=1.0, num_epochs=2,
+                                prefix="abc", plot=False, progress=False)
+            expected = [str(trained), sample.format(trained.samples[-1])]
+        assert capsys.readouterr().out.splitlines() == expected
+        assert CJK.search(expected[0]) if lang == "zh" else re.fullmatch(
+            r"train perplexity [\d.]+, held-out perplexity [\d.]+ \(best [\d.]+ at epoch \d+\), "
+            r"[\d,]+ tokens/s", expected[0])
+
+
 def test_plot_labels_in_chinese_with_a_font_that_has_the_glyphs():
     """Labels translate, a CJK font is chosen, and drawing warns about no missing glyph."""
     import matplotlib
