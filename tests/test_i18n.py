@@ -321,6 +321,33 @@ def test_training_summary_prints_in_chinese_and_the_exact_english_otherwise(caps
             r"[\d,]+ tokens/s", expected[0])
 
 
+def test_every_word_of_the_feedback_page_and_every_status_is_in_chinese():
+    """The words feedback.py writes through its ``_t`` (Score, status, test, points, result,
+    passed, failed) and the grader's statuses are in autograder.po; a Chinese page shows them."""
+    import ast
+
+    from autograder import feedback
+
+    tree = ast.parse(Path(feedback.__file__).read_text(encoding="utf-8"))
+    words = {c.value for call in ast.walk(tree) if isinstance(call, ast.Call)
+             and getattr(call.func, "id", None) == "_t" and call.args
+             for c in ast.walk(call.args[0]) if isinstance(c, ast.Constant)}
+    assert {"Score", "status", "test", "points", "result", "passed", "failed"} <= words
+    statuses = {"graded", "timeout", "crashed", "unreadable", "error"}
+    untranslated = [w for w in sorted(words | statuses) if not CJK.search(i18n.gettext(w, "zh"))]
+    assert untranslated == []
+    rows = [{"grade_id": "one_hot_shape", "points": 0.0, "max_points": 2.0, "passed": False,
+             "message": "AssertionError: wrong"},
+            {"grade_id": "rnn_shape", "points": 1.0, "max_points": 1.0, "passed": True,
+             "message": ""}]
+    page = feedback.render(nbformat.v4.new_notebook(), title="02: s", rows=rows,
+                           test_sources={}, status="graded", reason="", notes=[], hidden=[],
+                           lang="zh")
+    for word in ("得分", "状态", "已评分", "测试", "分", "结果", "通过"):
+        assert word in page, word
+    assert not re.search(r">(Score|status|graded|test|points|result|passed)\b", page)
+
+
 def test_plot_labels_in_chinese_with_a_font_that_has_the_glyphs():
     """Labels translate, a CJK font is chosen, and drawing warns about no missing glyph."""
     import matplotlib
