@@ -20,6 +20,7 @@ returns decides a grade: the test's own asserts do, here.
 import ast
 import builtins
 import contextlib
+import inspect
 import io
 import random
 import time
@@ -27,6 +28,7 @@ import time
 import torch
 import zmq
 from jupyter_client import BlockingKernelClient
+from jupyter_core.utils import run_sync
 
 from autograder import inside, wire
 from d2lmini.i18n import use_language
@@ -181,6 +183,10 @@ class StdinReadyClient(BlockingKernelClient):
         return socket
 
 
+async def _awaited(awaitable):
+    return await awaitable
+
+
 class Boundary:
     """The grader's line into the kernel: sends requests, reads the replies (data only).
 
@@ -225,7 +231,7 @@ class Boundary:
 
     def end(self) -> None:
         """Close the loop of this test cell (the kernel goes back to the notebook)."""
-        if self.session is None or not self.km.is_alive():
+        if self.session is None or not self._kernel("is_alive"):
             self.session = None
             return
         self.kc.input("")
@@ -243,7 +249,7 @@ class Boundary:
                 raise CallTimeout("the function ran past the time limit of the test cell")
             if now - last_alive_check > 1.0:
                 last_alive_check = now
-                if not self.km.is_alive():
+                if not self._kernel("is_alive"):
                     self.session = None
                     raise KernelGone("the kernel died while running the student's function")
             if stdin.poll(timeout=100):
@@ -259,6 +265,14 @@ class Boundary:
                     raise AnswerError("the kernel stopped answering the grader's calls (was "
                                       "input() or the call loop changed?)")
 
+    def _kernel(self, method: str):
+        """Call the kernel manager's ``method`` (nbgrader's managers are async, a test's
+        may be blocking: either way the call is made and its result returned)."""
+        result = getattr(self.km, method)()
+        if inspect.isawaitable(result):
+            return run_sync(_awaited)(result)
+        return result
+
     def _wait_reply(self, msg_id: str, seconds: float) -> bool:
         until = time.monotonic() + seconds
         while time.monotonic() < until:
@@ -272,7 +286,7 @@ class Boundary:
 
     def _interrupt(self) -> None:
         """Interrupt the kernel and wait briefly for the loop to end."""
-        self.km.interrupt_kernel()
+        self._kernel("interrupt_kernel")
         session, self.session = self.session, None
         until = time.monotonic() + 10
         while session is not None and time.monotonic() < until:

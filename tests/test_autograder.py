@@ -3,8 +3,9 @@
 One lesson (the cheapest, 01) gives every kind of submission: correct, partly wrong, blank,
 tampered with (edited, deleted, duplicated cells), broken (invalid JSON, empty) and hostile
 (infinite loop, memory bomb, fork bomb, reading solutions, network, 10 MB of output,
-sys.exit, os._exit, a segfault). The class is graded once with ``--jobs 2`` (shared between
-xdist workers through a lock) and the tests read its outputs.
+sys.exit, os._exit, a segfault, an answer that loops or kills the kernel when a test calls
+it). The class is graded once with ``--jobs 2`` (shared between xdist workers through a
+lock) and the tests read its outputs.
 """
 
 import copy
@@ -104,14 +105,29 @@ finally:
 """
 
 
-def warn_inside(answer: str) -> str:
-    """The answer, made to emit a UserWarning whenever a test calls it (stderr in a test cell
-    zeroes it in plain nbgrader)."""
+def inside_answer(answer: str, *statements: str) -> str:
+    """The answer with ``statements`` run first whenever a test calls it."""
     lines = answer.split("\n")
     at = next(i for i, line in enumerate(lines) if "BEGIN SOLUTION" in line)
     indent = lines[at][: len(lines[at]) - len(lines[at].lstrip())]
-    lines.insert(at + 1, f"{indent}__import__('warnings').warn('old API', UserWarning)")
+    lines[at + 1:at + 1] = [indent + statement for statement in statements]
     return "\n".join(lines)
+
+
+def with_answer(nb, index: int, *statements: str):
+    nb = copy.deepcopy(nb)
+    nb.cells[index].source = inside_answer(nb.cells[index].source, *statements)
+    return nb
+
+
+# emits a UserWarning whenever a test calls it (stderr in a test cell zeroes it in nbgrader)
+WARNS = "__import__('warnings').warn('old API', UserWarning)"
+# the notebook's own cells call the answer too: these act only in calls the grader makes
+GRADER_CALLS = "'autograder.inside' in __import__('sys').modules"
+# the first call from a test never returns (later ones do)
+LOOPS_ONCE = (f"if {GRADER_CALLS} and not globals().get('looped'):",
+              "    globals()['looped'] = True", "    while True:", "        pass")
+EXITS = (f"if {GRADER_CALLS}:", "    __import__('os')._exit(1)")  # the kernel dies mid-call
 
 
 def network_probe(port: int) -> str:
@@ -142,8 +158,6 @@ def build_class(folder: Path, sol, course, port: int) -> dict:
     duplicated.cells[answer + 1].id = "copy-of-the-answer"
     secrets = [ROOT / "solutions" / f"{LESSON}.ipynb", folder.parent / "out2" / "gradebook.db",
                folder / "correct" / f"{LESSON}.ipynb", Path.home() / ".bashrc"]
-    warns = copy.deepcopy(good)
-    warns.cells[answer].source = warn_inside(warns.cells[answer].source)
     cases = {
         "correct": (good, "graded", top, None),
         "partly_wrong": (partly, "graded", points_until(good, last_answer), None),
@@ -160,7 +174,13 @@ def build_class(folder: Path, sol, course, port: int) -> dict:
         "network": (insert(good, k + 1, network_probe(port)), "graded", top, None),
         "huge_output": (insert(good, k + 1, "print('x' * 10_000_000)"), "graded", top,
                         "truncated"),
-        "warns": (warns, "graded", top, None),
+        "warns": (with_answer(good, answer, WARNS), "graded", top, None),
+        # the answer's first call from a test runs past the limit: that test scores zero,
+        # the call is interrupted and every later test is graded
+        "loops_in_call": (with_answer(good, answer, *LOOPS_ONCE), "timeout",
+                          top - meta(good.cells[k])["points"], None),
+        "exits_in_call": (with_answer(good, answer, *EXITS), "crashed", points_until(good, k),
+                          None),
         # sys.exit() is an exception like any other (the kernel lives on): it costs nothing
         # but that cell; only the grader's own record of a dead kernel makes "crashed"
         "sys_exit": (insert(good, k + 1, "import sys\nsys.exit(3)"), "graded", top, None),
@@ -186,8 +206,8 @@ def build_class(folder: Path, sol, course, port: int) -> dict:
 
 CASES = ["correct", "partly_wrong", "blank", "edited_test", "deleted_test", "duplicated",
          "infinite_loop", "ignores_interrupt", "memory_bomb", "fork_bomb", "reads_files",
-         "network", "huge_output", "warns", "sys_exit", "os_exit", "segfault", "invalid_json",
-         "empty"]
+         "network", "huge_output", "warns", "loops_in_call", "exits_in_call", "sys_exit",
+         "os_exit", "segfault", "invalid_json", "empty"]
 SUBSET = ["correct", "partly_wrong", "os_exit"]  # graded again with --jobs 1
 
 

@@ -12,7 +12,8 @@ import nbformat
 import pytest
 import torch
 import zmq
-from jupyter_client import KernelManager
+from jupyter_client import AsyncKernelManager, KernelManager
+from jupyter_core.utils import run_sync
 from nbformat.v4 import new_code_cell, new_notebook
 
 from autograder import wire
@@ -20,6 +21,8 @@ from autograder.config import SOLUTIONS, lessons
 from autograder.trusted import (
     AnswerError,
     Boundary,
+    CallTimeout,
+    KernelGone,
     StdinReadyClient,
     TrustedTests,
     contract_problems,
@@ -142,6 +145,8 @@ def evil_object():
     return Sneaky
 def make_params(device):
     return [torch.zeros(2, 3, device=device, requires_grad=True)]
+def die():
+    __import__("os")._exit(1)
 '''
 
 
@@ -273,8 +278,6 @@ def test_only_data_comes_back(tests):
 
 
 def test_a_call_past_the_deadline_is_interrupted(tests, kernel):
-    from autograder.trusted import CallTimeout
-
     tests.deadline = time.monotonic() + 2
     if tests.boundary is not None:
         tests.boundary.deadline = tests.deadline
@@ -288,3 +291,32 @@ def test_payload_is_base64_json():
     request = {"call": "f", "args": [1], "kwargs": {"$dict": []}, "rng": None}
     text = base64.b64decode(wire.b64(wire.dumps(request).encode())).decode()
     assert json.loads(text) == request
+
+
+def test_nbgraders_async_kernel_manager_is_interrupted_and_its_death_seen():
+    """nbgrader hands the boundary an AsyncKernelManager: a call past the deadline is really
+    interrupted (the next call is answered) and a kernel that dies mid-call is seen at once,
+    not at the deadline."""
+    km = AsyncKernelManager(kernel_name="python3")
+    run_sync(km.start_kernel)(extra_arguments=["--HistoryManager.hist_file=:memory:"])
+    try:
+        kc = km.client()
+        kc.start_channels()
+        run_sync(kc.wait_for_ready)(timeout=120)
+        run_sync(kc.execute_interactive)(STUDENT, timeout=120)
+        kc.stop_channels()
+        source = new_notebook(cells=[new_code_cell(STUDENT, metadata={"nbgrader": {
+            "grade": False, "grade_id": "answer", "locked": False, "solution": True}})])
+        trusted = TrustedTests(source, {}, lambda: Boundary(km))
+        trusted.deadline = time.monotonic() + 3
+        with pytest.raises(CallTimeout):
+            trusted.ns["forever"]()
+        trusted.deadline = time.monotonic() + 60
+        trusted.boundary.deadline = trusted.deadline
+        assert torch.equal(trusted.ns["scale"](torch.ones(2)), torch.full((2,), 2.0))
+        started = time.monotonic()
+        with pytest.raises(KernelGone):
+            trusted.ns["die"]()
+        assert time.monotonic() - started < 15, "the death was seen only at the deadline"
+    finally:
+        run_sync(km.shutdown_kernel)(now=True)
