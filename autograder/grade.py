@@ -149,11 +149,14 @@ def read_submission(path: Path):
 class Grader:
     """One grading run: plan the jobs, run them in parallel, collect the results."""
 
-    def __init__(self, opts: Options, template: Path):
+    def __init__(self, opts: Options, template: Path, spares: list[pool.Worker] = ()):
+        """``spares``: workers started ahead of time (they import nbgrader while the driver
+        prepares); each job thread takes one before it starts a worker of its own."""
         self.opts, self.template = opts, template
         self.sandboxed = sandbox.bwrap_problem() is None
         self.book = Path(_book_folder())
-        self.running: set[pool.Worker] = set()
+        self.spares = list(spares)
+        self.running: set[pool.Worker] = set(self.spares)
         self.local = threading.local()
         self.lock = threading.Lock()
         self.reused = 0
@@ -175,7 +178,8 @@ class Grader:
         if done.is_file():
             result = json.loads(done.read_text())
             if result.get("fingerprint") == stamp:
-                self.reused += 1
+                with self.lock:
+                    self.reused += 1
                 return result
         shutil.rmtree(job_dir, ignore_errors=True)
         job_dir.mkdir(parents=True)
@@ -225,6 +229,12 @@ class Grader:
         (job_dir / "result.json").write_text(json.dumps(result, indent=1))
         return result
 
+    def grade_one(self, sub: Submission, slots) -> dict:
+        """Plan the submission and, unless its result is reused or it is unreadable, grade
+        it (planning in the job threads lets the first jobs start at once)."""
+        plan = self.plan(sub)
+        return plan if isinstance(plan, dict) else self.run(sub, plan, slots)
+
     def run(self, sub: Submission, job_dir: Path, slots) -> dict:
         """Grade one job in a worker process, in a free slot (its own kernel uid)."""
         slot = slots.pop()
@@ -257,10 +267,15 @@ class Grader:
         return self.empty_result(sub, "error", "the grader failed: " + " | ".join(tail), stamp)
 
     def worker(self) -> pool.Worker:
-        """This thread's worker (it dies with the thread that started it: PDEATHSIG)."""
+        """This thread's worker: a spare, or a new one (a worker dies with the thread that
+        started it: PDEATHSIG)."""
         worker = getattr(self.local, "worker", None)
         if worker is None or not worker.usable():
-            worker = self.local.worker = pool.Worker()
+            with self.lock:
+                worker = self.spares.pop() if self.spares else None
+            if worker is None or not worker.usable():
+                worker = pool.Worker()
+            self.local.worker = worker
             with self.lock:
                 self.running.add(worker)
         return worker
@@ -291,16 +306,14 @@ def _book_folder() -> str:
 
 
 def run_all(grader: Grader, subs: list[Submission], jobs: int) -> list[dict]:
-    """Plan every submission and run the pending jobs, with a progress bar."""
+    """Plan and grade every submission, `jobs` at a time, with a progress bar."""
     from tqdm import tqdm
 
-    planned = [(sub, grader.plan(sub)) for sub in subs]
-    pending = [(sub, plan) for sub, plan in planned if isinstance(plan, Path)]
-    results = {(s.student, s.lesson): p for s, p in planned if isinstance(p, dict)}
+    results = {}
     slots = list(range(jobs))
-    bar = tqdm(total=len(pending), desc="grading", unit="submission", file=sys.stderr)
+    bar = tqdm(total=len(subs), desc="grading", unit="submission", file=sys.stderr)
     with ThreadPoolExecutor(max_workers=jobs) as executor:
-        futures = {executor.submit(grader.run, sub, job, slots): sub for sub, job in pending}
+        futures = {executor.submit(grader.grade_one, sub, slots): sub for sub in subs}
         try:
             for future in as_completed(futures):
                 sub = futures[future]
@@ -318,12 +331,19 @@ def run_all(grader: Grader, subs: list[Submission], jobs: int) -> list[dict]:
 def grade(opts: Options) -> dict:
     """Grade every submission; write grades.csv, results.json, feedback/, report.html."""
     started = time.monotonic()
-    opts.out.mkdir(parents=True, exist_ok=True)
-    folder, unmatched_zip = unpack(opts)
-    names = lessons(opts.root / SOLUTIONS)
-    subs, unmatched = collect(folder, names, opts.roster)
-    template = prepare_template(opts)
-    grader = Grader(opts, template)
+    # the workers import nbgrader (seconds) while the submissions and template are prepared
+    spares = [] if opts.cluster else [pool.Worker() for _ in range(max(1, opts.jobs))]
+    try:
+        opts.out.mkdir(parents=True, exist_ok=True)
+        folder, unmatched_zip = unpack(opts)
+        names = lessons(opts.root / SOLUTIONS)
+        subs, unmatched = collect(folder, names, opts.roster)
+        template = prepare_template(opts)
+    except BaseException:
+        for worker in spares:
+            worker.kill()
+        raise
+    grader = Grader(opts, template, spares)
     jobs = max(1, opts.jobs)
     if opts.cluster:  # checks every Dask worker, ships the book; jobs: the cluster's slots
         from autograder import cluster
