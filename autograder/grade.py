@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -319,7 +320,8 @@ def run_all(grader: Grader, subs: list[Submission], jobs: int) -> list[dict]:
                 sub = futures[future]
                 results[(sub.student, sub.lesson)] = future.result()
                 bar.update()
-        except BaseException:
+        except BaseException:  # Ctrl-C (or SIGTERM): no job starts after this one
+            executor.shutdown(wait=False, cancel_futures=True)
             grader.stop()
             raise
         finally:
@@ -401,8 +403,14 @@ def options_from(args, root: Path) -> Options:
                    roster=args.roster.resolve() if getattr(args, "roster", None) else None)
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(opts: Options) -> int:
-    """The grade command: grade, then print where the outputs are and a summary."""
+    """The grade command: grade, then print where the outputs are and a summary. SIGTERM
+    stops it as Ctrl-C does (running jobs killed, their sandboxes removed; a re-run resumes)."""
+    signal.signal(signal.SIGTERM, _interrupt)
     summary = grade(opts)
     statuses = {}
     for r in summary["results"]:

@@ -248,3 +248,38 @@ def test_template_home_has_a_warm_matplotlib_cache(tmp_path):
 
     warm_matplotlib(tmp_path / "home")
     assert list((tmp_path / "home" / MPLCONFIG).glob("fontlist-*.json"))
+
+
+def test_an_interrupted_run_starts_no_further_job():
+    """Ctrl-C (or SIGTERM) during a run: the running jobs are stopped and no queued job
+    starts afterwards (a ThreadPoolExecutor would otherwise run them all on exit)."""
+    import threading
+
+    import pytest
+
+    from autograder.grade import run_all
+    from autograder.submissions import Submission
+
+    class Interrupted:  # the first job is interrupted, the second still running
+        def __init__(self):
+            self.started, self.stopped, self.release = [], False, threading.Event()
+
+        def grade_one(self, sub, slots):
+            self.started.append(sub.student)
+            if len(self.started) == 1:
+                raise KeyboardInterrupt
+            self.release.wait(5)
+            return {}
+
+        def stop(self):
+            self.stopped = True
+            self.release.set()
+
+        def close_workers(self):
+            pass
+
+    grader = Interrupted()
+    subs = [Submission(student=f"s{i}", lesson="01", path=Path("x")) for i in range(20)]
+    with pytest.raises(KeyboardInterrupt):
+        run_all(grader, subs, jobs=2)
+    assert grader.stopped and len(grader.started) <= 3, grader.started
