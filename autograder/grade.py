@@ -158,6 +158,7 @@ class Grader:
         self.book = Path(_book_folder())
         self.spares = list(spares)
         self.running: set[pool.Worker] = set(self.spares)
+        self.in_flight: set[Path] = set()  # job folders a local worker is grading now
         self.local = threading.local()
         self.lock = threading.Lock()
         self.reused = 0
@@ -254,7 +255,13 @@ class Grader:
         on a Dask worker with ``--cluster``."""
         if self.cluster is not None:
             return self.cluster.grade(sub, job_dir, stamp)
-        outcome = self.worker().grade(job_dir, self.opts.deadline)
+        with self.lock:
+            self.in_flight.add(job_dir)
+        try:
+            outcome = self.worker().grade(job_dir, self.opts.deadline)
+        finally:
+            with self.lock:
+                self.in_flight.discard(job_dir)
         if outcome != pool.DONE:  # the worker was killed: remove what its job left in /tmp
             sandbox.Runtime(job_dir).close()
         if outcome == pool.LATE:
@@ -297,6 +304,8 @@ class Grader:
         with self.lock:
             for worker in self.running:
                 worker.kill()
+            for job_dir in self.in_flight:  # what the killed jobs left in /tmp
+                sandbox.Runtime(job_dir).close()
 
 
 def _book_folder() -> str:

@@ -423,6 +423,40 @@ def test_check_command_on_lesson_01(tmp_path, book, capsys):
     assert f"course/{LESSON}: 0/{top:g}" in printed
 
 
+def test_sigterm_stops_the_run_and_removes_the_running_sandboxes(tmp_path, book):
+    """An instructor's kill (SIGTERM) mid-run: the process ends, no queued job starts, the
+    running kernels go and nothing of theirs is left in /tmp."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from autograder.sandbox import Runtime
+
+    tools_on_path()
+    repo = make_repo(tmp_path)
+    sol = nbformat.read(repo / "solutions" / f"{LESSON}.ipynb", as_version=4)
+    good = correct(sol, nbformat.read(repo / "course" / f"{LESSON}.ipynb", as_version=4))
+    students = [f"s{i}" for i in range(6)]
+    for student in students:
+        (tmp_path / "class" / student).mkdir(parents=True)
+        nbformat.write(good, tmp_path / "class" / student / f"{LESSON}.ipynb")
+    out = tmp_path / "out"
+    runtimes = [Runtime(out / ".work" / "jobs" / s / LESSON).root for s in students]
+    run = subprocess.Popen([sys.executable, "-m", "autograder", "--root", str(repo), "grade",
+                            str(tmp_path / "class"), "--out", str(out), "--jobs", "2"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    until = time.monotonic() + 120
+    while not any((r / "conn" / "kernel.json").exists() for r in runtimes):
+        assert time.monotonic() < until and run.poll() is None, "no kernel started"
+        time.sleep(0.2)
+    run.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) != 0
+    assert [r for r in runtimes if r.exists()] == []
+    started = [s for s in students if (out / ".work" / "jobs" / s / LESSON).exists()]
+    assert len(started) <= 3, f"jobs started after the signal: {started}"
+
+
 def test_without_bubblewrap_limits_apply_and_the_report_says_so(tmp_path, monkeypatch):
     """With bwrap unusable, a tiny lesson still grades (limits only) and every output says
     the submissions were not sandboxed. The class comes as a .zip in nbgrader's layout and
