@@ -38,6 +38,7 @@ CODE_FLAG, MARKDOWN_FLAG, TEMPLATE_FLAG = "code", "markdown", "python-brace-form
 LABEL_KEYWORDS = {"xlabel", "ylabel", "title", "colorbar_label", "label", "legend"}
 HEADER = {"Project-Id-Version": "d2lmini course", "MIME-Version": "1.0",
           "Content-Type": "text/plain; charset=UTF-8", "Content-Transfer-Encoding": "8bit"}
+GRADER_ERRORS = "NotRun|KernelDied|KernelUnresponsive"  # execute.py's error names
 _PROSE = re.compile(r"[A-Za-z]{2,}[ ,:;'()-]+[A-Za-z]{2,}")
 
 
@@ -72,7 +73,7 @@ def translate_message(text: str, lang: str) -> str:
     if lang == "en" or not text:
         return text
     kind, sep, rest = text.partition(": ")
-    if sep and re.fullmatch(r"[A-Za-z_][\w.]*(Error|Exception|Timeout)", kind):
+    if sep and re.fullmatch(r"[A-Za-z_][\w.]*(Error|Exception|Timeout)|" + GRADER_ERRORS, kind):
         return f"{kind}: {translate_message(rest, lang)}"
     translated = translate(text, lang)
     if translated != text:
@@ -83,9 +84,17 @@ def translate_message(text: str, lang: str) -> str:
     for regex, groups, msgstr in _autograder_catalog(lang, REPOSITORY)[1]:
         match = regex.fullmatch(text)
         if match:
-            return fill(msgstr, {name: translate(match.group(f"g{i}"), lang)
+            return fill(msgstr, {name: _placeholder_text(match.group(f"g{i}"), lang)
                                  for name, i in groups.items()})
     return text
+
+
+def _placeholder_text(text: str, lang: str) -> str:
+    """A placeholder's text: a sentence may be another of the grader's messages (a reason
+    inside a reason); a single word (a name: ``output``, ``test``) is only d2lmini's to change."""
+    from d2lmini.i18n import translate
+
+    return translate_message(text, lang) if " " in text.strip() else translate(text, lang)
 
 
 _AUTOGRADER_CATALOGS = {}
@@ -103,9 +112,10 @@ def _autograder_catalog(lang, root):
         path = root / TRANSLATIONS / lang / "autograder.po"
         po = polib.pofile(str(path)) if path.is_file() else []
         done = [e for e in po if e.translated()]
+        templates = sorted((e for e in done if FLAG in e.flags),  # the most specific first
+                           key=lambda e: -len(re.sub(r"\{[^{}]*\}", "", e.msgid)))
         _AUTOGRADER_CATALOGS[key] = ({e.msgid: e.msgstr for e in done},
-                                      [template_regex(e.msgid, e.msgstr) for e in done
-                                       if FLAG in e.flags])
+                                      [template_regex(e.msgid, e.msgstr) for e in templates])
     return _AUTOGRADER_CATALOGS[key]
 
 
