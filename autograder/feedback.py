@@ -6,6 +6,10 @@ are kept but sanitised: Markdown and HTML go through nh3 with a small allow-list
 no event handler, no ``style``, no ``javascript:`` URL, no forms or frames), images only as
 ``data:`` PNG/JPEG/SVG inside ``<img>``, text escaped, and a Content-Security-Policy forbids
 scripts outright. Byte budgets per cell and per page keep a huge output from making a huge page.
+
+The page is in the submission's language (``lang``): its own words, and the grader's reason and
+notes, which the grader writes in English (results.json, grades.csv and report.html keep them
+so), through the templates of ``translations/<lang>/autograder.po``.
 """
 
 import base64
@@ -30,6 +34,11 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
 HIDDEN = re.compile(r"^[ \t]*#+[ \t]*BEGIN HIDDEN TESTS.*?(^[ \t]*#+[ \t]*END HIDDEN TESTS[^\n]*"
                     r"\n?|\Z)", re.S | re.M)
 _markdown = mistune.create_markdown(escape=True, plugins=["table", "strikethrough"])
+CUT = "... output cut here ({count} characters in all) ..."
+IMAGE_LEFT_OUT = "(an image of {count} characters was left out)"
+# the lines TruncateOutput (execute.py) writes into an output it cut
+TRUNCATED = re.compile(r"^\.\.\. output truncated \((?:[\d,]+ characters|[\d,]+ more outputs|"
+                       r"the outputs of this cell passed the byte budget)\) \.\.\.$", re.M)
 
 
 def clean_html(text: str) -> str:
@@ -46,8 +55,8 @@ def visible_source(source: str) -> str:
 class Budget:
     """How many characters of output the page may still show."""
 
-    def __init__(self):
-        self.page = PAGE_BUDGET
+    def __init__(self, lang: str = "en"):
+        self.page, self.lang = PAGE_BUDGET, lang
 
     def take(self, text: str, cell_left: list[int]) -> str:
         room = min(self.page, cell_left[0])
@@ -55,7 +64,7 @@ class Budget:
         self.page -= len(shown)
         cell_left[0] -= len(shown)
         if len(shown) < len(text):
-            shown += f"\n... output cut here ({len(text):,} characters in all) ..."
+            shown += "\n" + _say(CUT, self.lang, count=f"{len(text):,}")
         return shown
 
 
@@ -63,23 +72,35 @@ def render_output(output, hidden, budget: Budget, cell_left: list[int]) -> str:
     """One output of a student's cell as safe HTML."""
     kind = output.get("output_type")
     if kind == "stream":
-        return _pre(budget.take(redact(str(output.get("text", "")), hidden), cell_left),
+        text = _truncated(redact(str(output.get("text", "")), hidden), budget.lang)
+        return _pre(budget.take(text, cell_left),
                     "stderr" if output.get("name") == "stderr" else "out")
     if kind == "error":
         lines = [ANSI.sub("", str(x)) for x in output.get("traceback", [])[-30:]]
         text = redact("\n".join(lines) or f"{output.get('ename')}: {output.get('evalue')}",
                       hidden)
-        return _pre(budget.take(text, cell_left), "error")
+        return _pre(budget.take(_truncated(text, budget.lang), cell_left), "error")
     data = output.get("data", {})
     for mime in IMAGE_TYPES:
         value = data.get(mime)
         if isinstance(value, str) and value.strip():
             return _image(mime, value, budget, cell_left)
     if isinstance(data.get("text/html"), str):
-        return clean_html(budget.take(redact(data["text/html"], hidden), cell_left))
+        return clean_html(budget.take(_truncated(redact(data["text/html"], hidden),
+                                                budget.lang), cell_left))
     if isinstance(data.get("text/plain"), str):
-        return _pre(budget.take(redact(data["text/plain"], hidden), cell_left), "out")
+        text = _truncated(redact(data["text/plain"], hidden), budget.lang)
+        return _pre(budget.take(text, cell_left), "out")
     return ""
+
+
+def _truncated(text: str, lang: str) -> str:
+    """TruncateOutput's lines in an output, in ``lang``."""
+    if lang == "en":
+        return text
+    from autograder.i18n import translate_message
+
+    return TRUNCATED.sub(lambda m: translate_message(m.group(0), lang), text)
 
 
 def _image(mime: str, value: str, budget: Budget, cell_left: list[int]) -> str:
@@ -88,9 +109,9 @@ def _image(mime: str, value: str, budget: Budget, cell_left: list[int]) -> str:
     value = "".join(value.split())
     if len(value) > IMAGE_LIMIT or len(value) > min(budget.page, cell_left[0]) \
             or not re.fullmatch(r"[A-Za-z0-9+/=]*", value):
-        return _pre(f"(an image of {len(value):,} characters was left out)", "out")
+        return _pre(_say(IMAGE_LEFT_OUT, budget.lang, count=f"{len(value):,}"), "out")
     budget.take("x" * len(value), cell_left)
-    return f'<img alt="output" src="data:{mime};base64,{value}">'
+    return f'<img alt="{_t("output", budget.lang)}" src="data:{mime};base64,{value}">'
 
 
 def _pre(text: str, css: str) -> str:
@@ -113,12 +134,24 @@ def _t(word: str, lang: str) -> str:
     return html.escape(gettext(word, lang))
 
 
+def _say(template: str, lang: str, **values: str) -> str:
+    """One of the page's own templates in ``lang``, filled (not escaped)."""
+    from autograder.i18n import gettext
+    from d2lmini.i18n import fill
+
+    return fill(gettext(template, lang), values)
+
+
 def render(nb, *, title: str, rows: list[dict], test_sources: dict[str, str], status: str,
            reason: str, notes: list[str], hidden, lang: str = "en") -> str:
     """The whole feedback page. ``test_sources``: grade_id -> the test cell's source (from
-    the instructor's notebook); ``rows``: the grader's per-cell results."""
+    the instructor's notebook); ``rows``: the grader's per-cell results (messages already in
+    ``lang``); ``reason``, ``notes``: the grader's own, in English, shown in ``lang``."""
+    from autograder.i18n import translate_message
+
+    reason, notes = translate_message(reason, lang), [translate_message(n, lang) for n in notes]
     by_id = {r["grade_id"]: r for r in rows}
-    budget, parts = Budget(), []
+    budget, parts = Budget(lang), []
     for cell in nb.cells:
         gid = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
         if gid in test_sources:

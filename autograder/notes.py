@@ -7,6 +7,19 @@ from collections import Counter
 from nbgrader import utils
 from nbgrader.nbgraderformat import MetadataValidator, ValidationError
 
+# English templates; the feedback page shows them in the submission's language
+# (translations/zh/autograder.po)
+INVALID = ("cell {cell} had invalid grading metadata ({error}); it was graded as an ordinary "
+           "cell")
+DUPLICATED = ("cell '{grade_id}' appears {count} times: the last copy was graded, the others "
+              "ran as ordinary cells")
+TEST_DELETED = "test cell '{grade_id}' was deleted: it was restored and graded"
+ANSWER_DELETED = "answer cell '{grade_id}' was deleted (or lost its metadata)"
+TEST_EDITED = "test cell '{grade_id}' was edited: it was restored from the source before grading"
+TYPED_MARKERS = ("cell {cell} holds nbgrader's markers ({marker}), typed by the student: they "
+                 "change nothing in grading")
+HELPER_DELETED = "read-only cell '{grade_id}' was deleted: it was restored before grading"
+
 
 def grade_ids(nb) -> list[str]:
     """The grade_id of every nbgrader cell, in order (duplicates included)."""
@@ -30,8 +43,7 @@ def strip_invalid_metadata(nb) -> list[str]:
             validator.validate_cell(cell)
         except (ValidationError, KeyError, TypeError, ValueError) as err:
             del cell.metadata["nbgrader"]
-            notes.append(f"cell {index + 1} had invalid grading metadata ({err}); "
-                         "it was graded as an ordinary cell")
+            notes.append(INVALID.format(cell=index + 1, error=err))
     return notes
 
 
@@ -55,19 +67,17 @@ def submission_notes(nb, release) -> list[str]:
     expected = {c.metadata.nbgrader["grade_id"]: c for c in release.cells
                 if "grade_id" in c.metadata.get("nbgrader", {})}
     counts = Counter(grade_ids(nb))
-    notes = [f"cell '{gid}' appears {n} times: the last copy was graded, the others ran as "
-             "ordinary cells" for gid, n in counts.items() if n > 1]
+    notes = [DUPLICATED.format(grade_id=gid, count=n) for gid, n in counts.items() if n > 1]
     for gid, cell in expected.items():
         if gid not in counts and utils.is_grade(cell):
-            notes.append(f"test cell '{gid}' was deleted: it was restored and graded")
+            notes.append(TEST_DELETED.format(grade_id=gid))
         elif gid not in counts:
-            notes.append(f"answer cell '{gid}' was deleted (or lost its metadata)")
+            notes.append(ANSWER_DELETED.format(grade_id=gid))
     edited = {c.metadata.nbgrader["grade_id"] for c in nb.cells
               if _is_edited_test(c, expected)}
-    notes += [f"test cell '{gid}' was edited: it was restored from the source before grading"
-              for gid in sorted(edited)]
-    notes += [f"cell {index + 1} holds nbgrader's markers ({marker}), typed by the student: "
-              "they change nothing in grading" for index, marker in typed_markers(nb)]
+    notes += [TEST_EDITED.format(grade_id=gid) for gid in sorted(edited)]
+    notes += [TYPED_MARKERS.format(cell=index + 1, marker=marker)
+              for index, marker in typed_markers(nb)]
     return notes
 
 
@@ -115,7 +125,7 @@ def restore_locked_cells(nb, release) -> list[str]:
             continue
         if gid not in present and utils.is_locked(cell) and not utils.is_grade(cell):
             nb.cells.insert(_position_after(nb, after), copy.deepcopy(cell))
-            notes.append(f"read-only cell '{gid}' was deleted: it was restored before grading")
+            notes.append(HELPER_DELETED.format(grade_id=gid))
         if gid in present or utils.is_locked(cell):
             after = gid
     return notes

@@ -50,24 +50,32 @@ def write_json(path: Path, results: list[dict], context: dict) -> None:
 
 
 def write_feedback(folder: Path, results: list[dict]) -> None:
-    """OUT/feedback/<student>/<assignment>.html: nbgrader's feedback, or why there is none."""
+    """OUT/feedback/<student>/<assignment>.html: nbgrader's feedback, or why there is none (in
+    the submission's language when the result names one: ``lang``)."""
+    from autograder.i18n import gettext, translate_message
+
     for r in results:
         target = folder / r["student"] / f"{r['lesson']}.html"
         target.parent.mkdir(parents=True, exist_ok=True)
         if r.get("feedback") and Path(r["feedback"]).is_file():
             shutil.copyfile(r["feedback"], target)
         else:
-            target.write_text(_page(f"{r['lesson']}: not graded", (
-                f"<p>Your notebook <code>{html.escape(r['lesson'])}.ipynb</code> could not be "
-                f"graded: {html.escape(r['reason'])}.</p><p>Score: 0 / {_num(r['max_score'])}"
-                "</p>")), encoding="utf-8")
+            lang = r.get("lang", "en")
+            notebook = f"<code>{html.escape(r['lesson'])}.ipynb</code>"
+            reason = html.escape(translate_message(r["reason"], lang))
+            target.write_text(_page(gettext("{lesson}: not graded", lang).format(
+                lesson=r["lesson"]), "<p>" + gettext(
+                    "Your notebook {notebook} could not be graded: {reason}.", lang).format(
+                    notebook=notebook, reason=reason) + f"</p><p>{gettext('Score', lang)}: 0 / "
+                f"{_num(r['max_score'])}</p>", lang), encoding="utf-8")
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, lang: str = "en") -> str:
     style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}"
              "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2em .5em;"
              "text-align:left;vertical-align:top}.bad{color:#a00}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+    start = "<html>" if lang == "en" else f"<html lang='{html.escape(lang)}'>"
+    return (f"<!DOCTYPE html>{start}<head><meta charset='utf-8'><title>{html.escape(title)}"
             f"</title><style>{style}</style></head><body><h1>{html.escape(title)}</h1>"
             f"{body}</body></html>\n")
 

@@ -40,6 +40,15 @@ from autograder.trusted import is_test_cell
 
 MESSAGE_LIMIT = 2_000  # characters of one cell's message in results.json
 NOTES_LIMIT = 50
+# the grader's reasons and notes: English templates (results.json, grades.csv, report.html);
+# feedback.render shows them in the submission's language (translations/zh/autograder.po)
+TIMED_OUT = "cell {cell} ran longer than the time limit and was stopped"
+STUCK = "{reason}; later cells were not run"
+CRASHED_OVER_MEMORY = ("{reason}; its processes went past the memory limit ({limit} GiB for "
+                       "all together)")
+KILLED_OVER_MEMORY = "the kernel's processes went past the memory limit and were killed"
+MEMORY_ERROR = "cell {cell} hit the memory limit (MemoryError)"
+TRUNCATED = "cell {cell}: its output was truncated"
 
 PR_SET_PDEATHSIG = 1
 
@@ -140,13 +149,13 @@ def status_of(events: list[tuple]) -> tuple[str, str]:
     """graded, timeout or crashed, with the reason, from the grader's own record of the run."""
     kinds = {kind: (index, reason) for kind, index, reason in reversed(events)}
     if "stuck" in kinds:
-        return "timeout", kinds["stuck"][1] + "; later cells were not run"
+        return "timeout", STUCK.format(reason=kinds["stuck"][1])
     for kind in ("died", "not started"):
         if kind in kinds:
             return "crashed", kinds[kind][1]
     if "timeout" in kinds:
         index = kinds["timeout"][0]
-        return "timeout", f"cell {index + 1} ran longer than the time limit and was stopped"
+        return "timeout", TIMED_OUT.format(cell=index + 1)
     return "graded", ""
 
 
@@ -172,7 +181,7 @@ def grade_job(job_dir: Path) -> dict:
     status, reason = status_of(run.events)
     if status == "crashed" and resources["oom_kills"]:
         limit = sandbox.Limits(**job["limits"]).memory / sandbox.GiB
-        reason += f"; its processes went past the memory limit ({limit:g} GiB for all together)"
+        reason = CRASHED_OVER_MEMORY.format(reason=reason, limit=f"{limit:g}")
     source = nbformat.read(source_path(job), as_version=4)
     hidden = hidden_lines(source)
     cells = cell_results(job, nb, graded_order(source))
@@ -181,7 +190,7 @@ def grade_job(job_dir: Path) -> dict:
         row["message"] = translate_message(redact(row["message"], hidden), lang)[:MESSAGE_LIMIT]
     notes = job["notes"] + submission_notes_after(nb)
     if resources["oom_kills"]:
-        notes.append("the kernel's processes went past the memory limit and were killed")
+        notes.append(KILLED_OVER_MEMORY)
     notes = notes[:NOTES_LIMIT]
     page = course / "feedback" / student / lesson / f"{lesson}.html"
     page.parent.mkdir(parents=True, exist_ok=True)
@@ -211,9 +220,9 @@ def submission_notes_after(nb) -> list[str]:
     for index, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
             if output.get("ename") == "MemoryError":
-                notes.append(f"cell {index + 1} hit the memory limit (MemoryError)")
+                notes.append(MEMORY_ERROR.format(cell=index + 1))
             if "output truncated" in str(output.get("text", "")):
-                notes.append(f"cell {index + 1}: its output was truncated")
+                notes.append(TRUNCATED.format(cell=index + 1))
     return list(dict.fromkeys(notes))
 
 
