@@ -29,6 +29,7 @@ from nbgrader.api import Gradebook
 from autograder import course_dir, pool, release, report, sandbox
 from autograder.config import CONFIG_FILE, SOLUTIONS, lessons
 from autograder.gradebook import max_points, merge_all, sync_lessons
+from autograder.i18n import language_of
 from autograder.notes import (
     drop_duplicates,
     graded_order,
@@ -221,7 +222,11 @@ class Grader:
             cells = max_points(gb, sub.lesson, graded_order(source))
         for row in cells:
             row["message"] = reason
-        return {"student": sub.student, "lesson": sub.lesson, "status": status,
+        try:  # the not-graded page speaks the submission's language when it can be read
+            lang = language_of(sub.path)
+        except Exception:  # noqa: BLE001 (unreadable: its page stays English)
+            lang = "en"
+        return {"student": sub.student, "lesson": sub.lesson, "status": status, "lang": lang,
                 "reason": reason, "notes": [], "cells": cells, "score": 0.0,
                 "max_score": sum(r["max_points"] for r in cells), "feedback": None,
                 "seconds": 0.0, "fingerprint": stamp}
