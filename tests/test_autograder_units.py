@@ -283,3 +283,22 @@ def test_an_interrupted_run_starts_no_further_job():
     with pytest.raises(KeyboardInterrupt):
         run_all(grader, subs, jobs=2)
     assert grader.stopped and len(grader.started) <= 3, grader.started
+
+
+def test_sigterm_stops_only_a_running_grade(monkeypatch):
+    """During ``grade`` SIGTERM acts as Ctrl-C; afterwards the caller's handler is back (the
+    grade command also runs inside other programs, e.g. this test process)."""
+    import signal
+
+    from autograder import grade
+
+    seen = []
+
+    def fake_grade(opts):
+        seen.append(signal.getsignal(signal.SIGTERM))
+        return {"results": [], "reused": 0, "seconds": 0, "unmatched": [], "sandbox": ""}
+
+    monkeypatch.setattr(grade, "grade", fake_grade)
+    before = signal.getsignal(signal.SIGTERM)
+    assert grade.main(grade.Options(submissions=Path("s"), out=Path("o"), root=Path("."))) == 0
+    assert seen == [grade._interrupt] and signal.getsignal(signal.SIGTERM) is before
