@@ -86,11 +86,17 @@ def _verified_text(path: Path, mtime_ns: int) -> str:
     return data.decode("utf-8")
 
 
+@functools.lru_cache(maxsize=4)
+def _clean_lines(path: Path, mtime_ns: int) -> tuple[str, ...]:
+    """The verified book's lines, cleaned (cached per file version, like the text)."""
+    text = _verified_text(path, mtime_ns)
+    return tuple(re.sub("[^A-Za-z]+", " ", line).strip().lower() for line in text.splitlines())
+
+
 def read_time_machine() -> list[str]:
     """The book as lines of lowercase letters and single spaces (punctuation removed)."""
     path = time_machine_path()
-    text = _verified_text(path, path.stat().st_mtime_ns)
-    return [re.sub("[^A-Za-z]+", " ", line).strip().lower() for line in text.splitlines()]
+    return list(_clean_lines(path, path.stat().st_mtime_ns))
 
 
 def tokenize(lines, token="char"):
@@ -173,7 +179,8 @@ def load_corpus_time_machine(max_tokens=-1, token="char"):
     """
     tokens = tokenize(read_time_machine(), token)
     vocab = Vocab(tokens)
-    corpus = [vocab[t] for line in tokens for t in line]
+    index = vocab.token_to_idx  # holds every token of the book: the same as vocab[t], faster
+    corpus = list(map(index.__getitem__, itertools.chain.from_iterable(tokens)))
     return (corpus[:max_tokens] if max_tokens > 0 else corpus), vocab
 
 

@@ -16,6 +16,7 @@ number of w with ``a(hw) > 0``, and ``P_0(w) = 1 / vocab_size``. A context never
 training (``d(h) = 0``) backs off to ``P_{k-1}`` entirely.
 """
 
+import copy
 import math
 import numbers
 
@@ -121,6 +122,17 @@ class KneserNeyModel:
         current[ends] = ids
         return _Order(keys, raw, context, num_contexts), current
 
+    def _truncated(self, order):
+        """The model of a lower ``order``, as ``fit`` would give it, from this fitted one."""
+        self._check_fitted()
+        model = KneserNeyModel(_positive_int(order, "order"), self.vocab_size, self.discount)
+        model.orders = self.orders[:order]
+        if len(model.orders) < len(self.orders):  # its longest order has no (k+1)-grams above
+            top = copy.copy(model.orders[-1])
+            top.cont, top.stats = None, {"raw": top.stats["raw"]}
+            model.orders[-1] = top
+        return model
+
     # --- scoring ----------------------------------------------------------------------------
 
     def _check_fitted(self):
@@ -222,7 +234,9 @@ def best_kneser_ney(train_tokens, vocab_size, orders=range(2, 9), valid_fraction
     if not orders:
         raise ValueError("orders must name at least one order, got an empty range")
     head, tail = split_heldout(train_tokens, valid_fraction)
-    scores = {k: KneserNeyModel(k, vocab_size, discount).fit(head).perplexity(tail)
-              for k in orders}
+    # The k-gram statistics of an order-n fit do not depend on n (the longest order only adds
+    # continuation counts, which it never uses): count once, up to the largest order.
+    largest = KneserNeyModel(max(orders), vocab_size, discount).fit(head)
+    scores = {k: largest._truncated(k).perplexity(tail) for k in orders}
     best = min(scores, key=scores.__getitem__)
     return KneserNeyModel(best, vocab_size, discount).fit(train_tokens), best, scores
