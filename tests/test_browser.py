@@ -37,6 +37,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -605,13 +606,39 @@ def formgrader_lists_the_submissions_with_scores(formgrader, page, shots):
     assert page.evaluate("() => window.pwned") is None, "a student's script ran in formgrader"
 
 
-def _save(page, field, value):
-    """Type ``value`` into a formgrader field and wait until formgrader saved it."""
-    with page.expect_response(lambda r: r.request.method == "PUT"
-                              and "/formgrader/api/" in r.url) as saved:
+# The URL of the Backbone model formgrader bound to a score or comment field, or null while
+# none is. Formgrader binds its fields only when its fetch of the submission's grades and
+# comments has answered, which is after the page's load event (where page.goto returns): a
+# value typed before then has no change handler to save it, and the late render clears it.
+# (formgrader.loaded is no sign: init() stops at "MathJax is not defined" when MathJax's CDN
+# is out of reach, after starting those fetches.)
+BOUND_MODEL_JS = """field => {
+    const fg = window.formgrader;
+    if (!fg || !fg.grades || !fg.grades.loaded || !fg.comments || !fg.comments.loaded)
+        return null;
+    const view = [...fg.grade_uis, ...fg.comment_uis].find(
+        v => (v.$score && v.$score[0] === field) || (v.$comment && v.$comment[0] === field));
+    return view ? view.model.url() : null;
+}"""
+
+
+def _save(page, field, value, **saved):
+    """Type ``value`` into a formgrader field once formgrader has bound it to its model, leave
+    the field (formgrader saves on change), and check that the server holds ``saved`` (e.g.
+    ``manual_score=1``): the PUT's answer, then the grade or comment read back from its API."""
+    model = page.wait_for_function(BOUND_MODEL_JS, arg=field.element_handle(timeout=CELL_MS),
+                                   timeout=CELL_MS).json_value()
+    model_url = urllib.parse.urljoin(page.url, model)
+    with page.expect_response(lambda r: r.request.method == "PUT" and r.url == model_url,
+                              timeout=CELL_MS) as put:
         field.fill(value)
-        field.press("Tab")  # formgrader saves on change
-    assert saved.value.ok, f"formgrader did not save: {saved.value.status}"
+        field.press("Tab")
+    assert put.value.ok, f"formgrader did not save {model_url}: {put.value.status}"
+    expect(field).to_have_value(value)
+    stored = page.request.get(model_url)
+    assert stored.ok, f"GET {model_url}: {stored.status}"
+    stored = stored.json()
+    assert {key: stored[key] for key in saved} == saved, f"{model_url} holds {stored}"
 
 
 def manual_grade_and_comment_are_exported(formgrader, page, shots):
@@ -623,8 +650,9 @@ def manual_grade_and_comment_are_exported(formgrader, page, shots):
     link = page.locator("td.name a.name-shown", has_text="Smith, Bob")
     link.wait_for(state="attached", timeout=CELL_MS)
     page.goto(url + link.get_attribute("href"))
-    _save(page, page.locator("input.score").first, str(MANUAL_POINTS))
-    _save(page, page.locator("textarea.comment").first, COMMENT)
+    _save(page, page.locator("input.score").first, str(MANUAL_POINTS),
+          manual_score=MANUAL_POINTS)
+    _save(page, page.locator("textarea.comment").first, COMMENT, manual_comment=COMMENT)
     page.locator("input.score").first.scroll_into_view_if_needed()
     _shoot(page, shots, "8-formgrader-manual-grade")
     target = course / "grades-for-canvas.csv"
