@@ -26,7 +26,7 @@ import nbformat
 import nbgrader
 from nbgrader.api import Gradebook
 
-from autograder import course_dir, pool, release, report, sandbox
+from autograder import course_dir, pool, prefork, release, report, sandbox
 from autograder.config import CONFIG_FILE, SOLUTIONS, lessons
 from autograder.gradebook import max_points, merge_all, sync_lessons
 from autograder.i18n import language_of
@@ -392,7 +392,7 @@ def sandbox_statement(grader: Grader) -> str:
     if problem is None:
         return ("bubblewrap sandbox: no network, private file system view (no solutions, "
                 "gradebook, other students or home), resource limits; "
-                + sandbox.kernel_limits_statement())
+                + sandbox.kernel_limits_statement() + prefork.statement())
     caveat = " (as root, the process limit does not apply)" if os.getuid() == 0 else ""
     return (f"NO SANDBOX ({problem}): resource limits only{caveat}; submissions could read "
             "files and use the network")

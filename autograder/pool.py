@@ -4,7 +4,8 @@ A ``Worker`` is ``python -m autograder.worker --serve FD`` in its own session: j
 go in on its stdin, one line each, and ``next`` (or ``exit``) comes back on a pipe once the
 job's ``result.json`` is written. A worker that dies or runs past the deadline is killed
 (its process group; its kernel goes too, through bwrap's --die-with-parent) and the next
-job gets a fresh one.
+job gets a fresh one. A worker keeps a fork server for warm kernels (``autograder.prefork``);
+it goes with the worker's process group, and ``kill`` removes its folder.
 """
 
 import os
@@ -14,6 +15,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from autograder import prefork
 
 DIED, DONE, LATE = "died", "done", "late"
 
@@ -70,6 +73,7 @@ class Worker:
         except ProcessLookupError:
             pass
         self.proc.wait()
+        prefork.remove_slot_folders(self.proc.pid)
         for stream in (self.proc.stdin,):
             try:
                 stream.close()

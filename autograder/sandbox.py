@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def namespace_flags() -> list[str]:
     return flags if os.getuid() == 0 else ["--unshare-user", *flags]
 
 
-def slot_uid(slot: int) -> int | None:
+def slot_uid(slot: int, grader_pid: int | None = None) -> int | None:
     """The uid of a job slot when grading as root (None otherwise).
 
     RLIMIT_NPROC counts the processes of a uid, so each slot gets its own uid, and each
@@ -73,7 +74,8 @@ def slot_uid(slot: int) -> int | None:
     slots never share a process budget."""
     if os.getuid() != 0:
         return None
-    return BASE_UID + (os.getpid() % 20_000) * MAX_SLOTS + slot % MAX_SLOTS
+    pid = os.getpid() if grader_pid is None else grader_pid
+    return BASE_UID + (pid % 20_000) * MAX_SLOTS + slot % MAX_SLOTS
 
 
 def read_only_paths(book: Path) -> list[Path]:
@@ -132,7 +134,15 @@ class Runtime:
         if self.home.is_mount():
             subprocess.run(["umount", "-l", str(self.home)], check=False,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(self.conn, ignore_errors=True)
         shutil.rmtree(self.root, ignore_errors=True)
+
+    def move_conn(self, parent: Path) -> None:
+        """Put ``conn`` under ``parent`` (a fork server's slot folder, bound into its
+        sandbox), named after this job."""
+        self.conn = parent / f"conn-{self.key}"
+        shutil.rmtree(self.conn, ignore_errors=True)
+        self.conn.mkdir(parents=True)
 
 
 @functools.cache
@@ -203,14 +213,18 @@ def kernel_env(sandboxed: bool, home: Path, book: Path, lang: str = "en") -> dic
     return env
 
 
+def process_limits(limits: Limits) -> dict:
+    """The limits ``autograder.launch`` sets in the kernel's own process (and its uid)."""
+    return {k: v for k, v in asdict(limits).items()
+            if k in ("memory", "cpu", "processes", "file_size", "uid")}
+
+
 def kernel_argv(limits: Limits, home: Path, runtime: Path, book: Path,
                 sandboxed: bool, cgroup_procs: list[str] = (), lang: str = "en") -> list[str]:
     """The kernel spec's argv: [launcher --enter cgroups --] [bwrap ... --] launcher (limits,
     uid) -- ipykernel. ``runtime``: the folder bound into the sandbox (connection, sockets)."""
     python = str(Path(sys.executable))
-    process_limits = {k: v for k, v in asdict(limits).items()
-                      if k in ("memory", "cpu", "processes", "file_size", "uid")}
-    launch = [python, "-m", "autograder.launch", json.dumps(process_limits), "--",
+    launch = [python, "-m", "autograder.launch", json.dumps(process_limits(limits)), "--",
               python, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
     enter = [python, "-m", "autograder.launch", "--enter", ",".join(cgroup_procs), "--"] \
         if cgroup_procs else []
@@ -232,7 +246,17 @@ def write_kernelspec(runtime: Path, argv: list[str], env: dict[str, str]) -> Pat
 
 
 class SandboxKernelManager(AsyncKernelManager):
-    """Hands the connection file to the sandbox's uid (jupyter_client writes it 0600)."""
+    """Hands the connection file to the sandbox's uid (jupyter_client writes it 0600), and
+    launches through the slot's fork server when the worker set one up for this job."""
+
+    async def _async_pre_start_kernel(self, **kw):
+        from autograder import prefork
+
+        if prefork.active is not None and self.provisioner is None:
+            self.kernel_id = self.kernel_id or kw.pop("kernel_id", str(uuid.uuid4()))
+            self.provisioner = prefork.ForkProvisioner(
+                kernel_id=self.kernel_id, kernel_spec=self.kernel_spec, parent=self)
+        return await super()._async_pre_start_kernel(**kw)
 
     def write_connection_file(self, **kwargs):
         result = super().write_connection_file(**kwargs)

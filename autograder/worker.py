@@ -31,7 +31,7 @@ from nbgrader.preprocessors import (
     SaveAutoGrades,
 )
 
-from autograder import feedback, sandbox
+from autograder import feedback, prefork, sandbox
 from autograder.config import load_config
 from autograder.execute import SandboxExecute, TruncateOutput, hidden_lines, redact
 from autograder.i18n import language_of, translate_message
@@ -51,6 +51,7 @@ MEMORY_ERROR = "cell {cell} hit the memory limit (MemoryError)"
 TRUNCATED = "cell {cell}: its output was truncated"
 
 PR_SET_PDEATHSIG = 1
+_serving = False  # a serving worker keeps a fork server for its jobs (prefork)
 
 
 def job_config(job: dict, rt: sandbox.Runtime):
@@ -85,11 +86,14 @@ def submitted_path(job: dict) -> Path:
 
 
 def prepare_kernel(job: dict, rt: sandbox.Runtime) -> None:
-    """Write the sandbox kernel spec and hand the private folders to the kernel's uid."""
+    """Write the sandbox kernel spec (the classic launch, also what a failing fork server
+    falls back to), set up the warm launch if this job may have one, and hand the private
+    folders to the kernel's uid."""
     limits = sandbox.Limits(**job["limits"])
     book = Path(job["book"])
     procs = rt.cgroup.procs_files if rt.cgroup is not None else []
     lang = language_of(submitted_path(job))
+    prefork.active = warm_launch(job, rt, lang) if _serving and prefork.usable(job, rt) else None
     argv = sandbox.kernel_argv(limits, rt.home, rt.conn, book, job["sandboxed"], procs, lang)
     env = {} if job["sandboxed"] else sandbox.kernel_env(False, rt.home, book, lang)
     sandbox.write_kernelspec(rt.spec, argv, env)
@@ -99,6 +103,22 @@ def prepare_kernel(job: dict, rt: sandbox.Runtime) -> None:
         os.environ["AUTOGRADER_KERNEL_UID"] = str(limits.uid)
         for path in (rt.conn, rt.home, *rt.home.rglob("*")):  # a warm matplotlib cache
             os.chown(path, limits.uid, limits.uid)
+
+
+def warm_launch(job: dict, rt: sandbox.Runtime, lang: str) -> prefork.Launch | None:
+    """This job's kernel from the slot's fork server (None: a classic kernel, and why)."""
+    limits, book = sandbox.Limits(**job["limits"]), Path(job["book"])
+    try:
+        server = prefork.server_for(book, Path(job["home"]), limits.uid)
+    except prefork.ForkServerError as err:
+        print(f"[autograder] no fork server ({err}): a classic kernel", file=sys.stderr)
+        return None
+    rt.move_conn(server.root)
+    request = {"env": sandbox.kernel_env(True, rt.home, book, lang), "conn": str(rt.conn),
+               "connection_file": str(rt.conn / "kernel.json"), "uid": limits.uid,
+               "limits": sandbox.process_limits(limits), "home_size": limits.home_size,
+               "home_files": limits.home_files}
+    return prefork.Launch(server, request, rt.cgroup.procs_files)
 
 
 def run_nbgrader(converter_class, config) -> None:
@@ -172,7 +192,9 @@ def grade_job(job_dir: Path) -> dict:
         timeline("autograded", started)
         resources = {"peak_memory": rt.cgroup.peak_memory() if rt.cgroup else None,
                      "oom_kills": rt.cgroup.oom_kills() if rt.cgroup else 0,
-                     "cgroup": rt.cgroup is not None, "home_limited": rt.home_limited}
+                     "cgroup": rt.cgroup is not None, "home_limited": rt.home_limited,
+                     "kernel": "fork server" if prefork.active and prefork.active.forked
+                     else "classic"}
     finally:
         rt.close()
     run = SandboxExecute.last_run
@@ -254,8 +276,10 @@ def serve(reply_fd: int) -> int:
     """Grade the job folders named on stdin, one per line, one after another (nbgrader is
     imported once); after each, write ``next`` on ``reply_fd``. A job that raises writes
     ``exit`` and ends the process (the parent starts a fresh one), as a one-job worker did."""
+    global _serving
     os.set_inheritable(reply_fd, False)  # kernels must not be able to answer for us
     replies = os.fdopen(reply_fd, "w", buffering=1)
+    _serving = True  # kernels may come warm from a fork server kept across jobs
     for line in sys.stdin:
         job_dir = Path(line.strip())
         log_to(job_dir / "worker.log")
@@ -265,8 +289,10 @@ def serve(reply_fd: int) -> int:
             traceback.print_exc()
             sys.stderr.flush()
             replies.write("exit\n")
+            prefork.shutdown()
             return 1
         replies.write("next\n")
+    prefork.shutdown()
     return 0
 
 

@@ -431,7 +431,8 @@ def test_sigterm_stops_the_run_and_removes_the_running_sandboxes(tmp_path, book)
     import sys
     import time
 
-    from autograder.sandbox import Runtime
+    from autograder.prefork import slot_folder
+    from autograder.sandbox import Runtime, slot_uid
 
     tools_on_path()
     repo = make_repo(tmp_path)
@@ -442,17 +443,26 @@ def test_sigterm_stops_the_run_and_removes_the_running_sandboxes(tmp_path, book)
         (tmp_path / "class" / student).mkdir(parents=True)
         nbformat.write(good, tmp_path / "class" / student / f"{LESSON}.ipynb")
     out = tmp_path / "out"
-    runtimes = [Runtime(out / ".work" / "jobs" / s / LESSON).root for s in students]
+    runtimes = [Runtime(out / ".work" / "jobs" / s / LESSON) for s in students]
     run = subprocess.Popen([sys.executable, "-m", "autograder", "--root", str(repo), "grade",
                             str(tmp_path / "class"), "--out", str(out), "--jobs", "2"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # a kernel's connection file: in its runtime (classic) or its worker's fork server folder
+    slots = [slot_folder("*", slot_uid(slot, grader_pid=run.pid)) for slot in range(2)]
+
+    def kernel_files():
+        return [*(f for r in runtimes for f in r.root.glob("conn/kernel.json")),
+                *(f for s in slots for r in runtimes
+                  for f in s.parent.glob(f"{s.name}/conn-{r.key}/kernel.json"))]
+
     until = time.monotonic() + 120
-    while not any((r / "conn" / "kernel.json").exists() for r in runtimes):
+    while not kernel_files():
         assert time.monotonic() < until and run.poll() is None, "no kernel started"
         time.sleep(0.2)
     run.send_signal(signal.SIGTERM)
     assert run.wait(timeout=60) != 0
-    assert [r for r in runtimes if r.exists()] == []
+    assert [r.root for r in runtimes if r.root.exists()] == []
+    assert [f for s in slots for f in s.parent.glob(s.name)] == [], "a fork server's folder"
     started = [s for s in students if (out / ".work" / "jobs" / s / LESSON).exists()]
     assert len(started) <= 3, f"jobs started after the signal: {started}"
 

@@ -1,0 +1,216 @@
+"""SANDBOX SIDE, before any student code: a fork server that starts kernels warm.
+
+Every kernel pays about 1.5 CPU seconds to import torch (and 0.3 s more for IPython and
+ipykernel) before the notebook's first line runs. This server does it once per job slot:
+``python -m autograder.forkserver --control FD`` runs inside the slot's bubblewrap sandbox
+(the same view of the system as a classic kernel's), imports what every lesson imports, and
+then forks one kernel per job, on request.
+
+Requests come only from the grader's worker, over the Unix socket ``FD`` (``SOCK_SEQPACKET``,
+one JSON object per message; ``autograder.prefork`` is the other end and documents the
+messages). A forked kernel closes that socket before it does anything else, so no student
+code can speak to the server; the server itself never runs student code, never reads
+anything a kernel wrote, and stays root inside the sandbox, out of reach of the kernels'
+unprivileged uid (no signals, no ptrace).
+
+What a forked kernel does before it becomes an ipykernel (``become_kernel``): it waits until
+the grader has moved it into the job's control group, gives itself a new IPC namespace
+and mount namespace with a fresh tmpfs on /tmp, /dev/shm and the home (the home sized like
+a classic kernel's; nothing of an earlier job on the slot survives), copies the warm home in,
+drops to the slot's uid for good (``launch.drop_privileges``), sets the job's limits
+(``launch.apply_limits``) and environment. (Python and NumPy re-seed their global random
+generators in a forked child themselves; tests/test_forkserver.py checks that they differ.)
+"""
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import traceback
+
+from autograder import launch
+
+CLONE_NEWNS, CLONE_NEWIPC = 0x00020000, 0x08000000
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+SEED = "/run/autograder-seed"  # the warm home every kernel starts with (read-only)
+FAILED = 70  # exit status of a kernel that could not be set up
+# what every lesson imports first (torch's import alone is about 1.5 CPU seconds)
+WARM_MODULES = ("numpy", "torch", "torch.nn", "torch.nn.functional", "matplotlib",
+                "matplotlib.pyplot", "IPython", "ipykernel.kernelapp", "ipykernel.ipkernel",
+                "ipywidgets")
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _bytes(text: str | None) -> bytes | None:
+    return None if text is None else text.encode()
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int,
+          options: str | None = None) -> None:
+    _check(_libc.mount(_bytes(source), _bytes(target), _bytes(fstype), flags, _bytes(options)),
+           f"mount {target}")
+
+
+def isolate(home: str, conn: str, request: dict) -> None:
+    """A new IPC and mount namespace: fresh tmpfs /tmp, /dev/shm and home; ``conn`` (the
+    kernel's connection folder, under /tmp) bound back in. Like a classic kernel's, /tmp and
+    /dev/shm are root's (the kernel writes only to its home and ``conn``)."""
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare")
+    mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here reaches the server
+    keep = os.open(conn, os.O_PATH)
+    uid = request["uid"]
+    for folder in ("/tmp", "/dev/shm"):  # root's and read-only to the kernel, as in bwrap
+        mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    mount("tmpfs", home, "tmpfs", MS_NOSUID | MS_NODEV,
+          f"size={request['home_size']},nr_inodes={request['home_files']},mode=0755,"
+          f"uid={uid},gid={uid}")
+    os.makedirs(conn)
+    mount(f"/proc/self/fd/{keep}", conn, None, MS_BIND)
+    os.close(keep)
+
+
+def warm_home(home: str, uid: int) -> None:
+    """Copy the warm home (matplotlib's font list) in, owned by the kernel's uid."""
+    if os.path.isdir(SEED):
+        shutil.copytree(SEED, home, dirs_exist_ok=True)
+    for folder, dirs, files in os.walk(home):
+        for name in [*dirs, *files]:
+            os.chown(os.path.join(folder, name), uid, uid)
+
+
+def become_kernel(request: dict, go: int) -> None:
+    """In the forked child: wait for the grader's go, isolate, drop root, run ipykernel."""
+    os.setsid()
+    if os.read(go, 1) != b"g":  # the grader could not place us in the job's group
+        os._exit(FAILED)
+    os.close(go)
+    env = request["env"]
+    isolate(env["HOME"], request["conn"], request)
+    warm_home(env["HOME"], request["uid"])
+    launch.drop_privileges(request["uid"])
+    launch.apply_limits(request["limits"])
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(env["HOME"])
+    sys.argv = ["ipykernel_launcher", "-f", request["connection_file"]]
+    from ipykernel import kernelapp
+    kernelapp.launch_new_instance()
+
+
+def fork_kernel(control: socket.socket, request: dict, log: int) -> int:
+    """Fork a kernel; it waits on a pipe until ``go(pid)``. Returns its pid (this namespace)."""
+    go_read, go_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = FAILED
+        try:
+            control.close()
+            os.close(go_write)
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+            os.dup2(log, 1)  # the job's worker.log
+            os.dup2(log, 2)
+            os.close(log)
+            for sig in (signal.SIGCHLD, signal.SIGPIPE):
+                signal.signal(sig, signal.SIG_DFL)
+            become_kernel(request, go_read)
+            status = 0
+        except BaseException:  # noqa: BLE001 (the child must never return into the loop)
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(status)
+    os.close(go_read)
+    os.close(log)
+    _waiting[pid] = go_write
+    return pid
+
+
+_waiting: dict[int, int] = {}  # pid -> the write end of its go pipe
+
+
+def go(pid: int, placed: bool) -> None:
+    """Let the kernel ``pid`` start (``placed``) or end it (not placed in its group)."""
+    fd = _waiting.pop(pid)
+    try:
+        os.write(fd, b"g" if placed else b"x")
+    finally:
+        os.close(fd)
+
+
+def self_test(control: socket.socket) -> str | None:
+    """None if a forked child can make its namespaces and mounts here, else why not."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            control.close()
+            _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare")
+            mount(None, "/", None, MS_REC | MS_PRIVATE)
+            mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=1777")
+            os._exit(0)
+        except BaseException:  # noqa: BLE001
+            os._exit(FAILED)
+    _, status = os.waitpid(pid, 0)
+    return None if status == 0 else "a forked kernel cannot make its own mount namespace here"
+
+
+def warm_up() -> None:
+    """Import what every kernel needs; no thread may run when we fork."""
+    import importlib
+
+    for name in WARM_MODULES:
+        importlib.import_module(name)
+    threads = len(os.listdir("/proc/self/task"))
+    if threads != 1:
+        raise RuntimeError(f"{threads} threads after the imports: forking would be unsafe")
+
+
+def send(control: socket.socket, message: dict) -> None:
+    control.send(json.dumps(message).encode())
+
+
+def serve(control: socket.socket) -> None:
+    """Answer the worker's requests until it closes the socket."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped by the system
+    while True:
+        data, fds, _, _ = socket.recv_fds(control, 1 << 16, 1)
+        if not data:
+            return
+        request = json.loads(data)
+        try:
+            if request["op"] == "fork":
+                send(control, {"forked": fork_kernel(control, request, fds[0])})
+            elif request["op"] == "go":
+                go(request["pid"], request["placed"])
+                send(control, {"went": request["pid"]})
+            else:
+                send(control, {"error": f"unknown request {request['op']!r}"})
+        except Exception as err:  # noqa: BLE001 (reported to the worker, which falls back)
+            send(control, {"error": f"{type(err).__name__}: {err}"})
+
+
+def main(argv: list[str]) -> int:
+    control = socket.socket(fileno=int(argv[argv.index("--control") + 1]))
+    try:
+        warm_up()
+        problem = self_test(control)
+    except Exception as err:  # noqa: BLE001
+        problem = f"{type(err).__name__}: {err}"
+    send(control, {"ready": problem is None, "problem": problem, "pid": os.getpid()})
+    if problem is None:
+        serve(control)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
