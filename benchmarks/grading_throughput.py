@@ -42,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import common
@@ -258,6 +258,14 @@ def boundary_cost(out: Path) -> dict:
             for lesson, rows in sorted(per_lesson.items())}
 
 
+def kernel_kinds(out: Path) -> dict:
+    """How many kernels came from the fork server and how many started classic
+    (results.json ``resources.kernel``)."""
+    results = json.loads((out / "results.json").read_text())["students"]
+    return dict(Counter(entry.get("resources", {}).get("kernel", "not recorded")
+                        for lessons in results.values() for entry in lessons.values()))
+
+
 def job_steps(job: Path) -> dict:
     """One job's seconds per step (see breakdown); {} when its files are missing."""
     log, result = job / "worker.log", json.loads((job / "result.json").read_text())
@@ -450,7 +458,8 @@ def costs(args, results, submissions):
     """Where the seconds go (per submission) and what bounds scaling; printed and saved."""
     outs = sorted(args.work.glob("out_*"))
     found = {"breakdown": {o.name: breakdown(o) for o in outs},
-             "boundary": {o.name: boundary_cost(o) for o in outs}}
+             "boundary": {o.name: boundary_cost(o) for o in outs},
+             "kernels": {o.name: kernel_kinds(o) for o in outs}}
     n = args.merge_synthetic
     if outs:
         found["merge_sqlite"] = merge_cost(outs[0], f"sqlite:///{args.work / 'merge.db'}")
@@ -478,7 +487,8 @@ def print_costs(found, results, submissions):
     """The breakdown table and the scaling model."""
     for name, steps in found["breakdown"].items():
         rows = [[step, f"{sec:.2f}"] for step, sec in steps.items()]
-        print(f"\nper submission, {name} (mean seconds):")
+        kinds = ", ".join(f"{n} {kind}" for kind, n in found["kernels"].get(name, {}).items())
+        print(f"\nper submission, {name} (mean seconds; kernels: {kinds}):")
         print(common.table(rows, ["step", "seconds"]))
     for name, lessons in found.get("boundary", {}).items():
         rows = [[lesson, f"{b['calls']:.0f}", f"{b['bytes_out'] / 1e6:.2f}",
