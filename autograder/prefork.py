@@ -90,11 +90,14 @@ class ForkServer:
         self.proc = subprocess.Popen(argv, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         theirs.close()
-        ready = self._receive(START_SECONDS)
-        if not ready.get("ready"):
+        try:
+            ready = self._receive(START_SECONDS)
+            if not ready.get("ready"):
+                raise ForkServerError(ready.get("problem") or "the fork server did not start")
+            self.pid = self._host_pid(self.proc.pid, ready["pid"])
+        except Exception:
             self.close()
-            raise ForkServerError(ready.get("problem") or "the fork server did not start")
-        self.pid = self._host_pid(self.proc.pid, ready["pid"])
+            raise
 
     def _argv(self, book: Path, fd: int) -> list[str]:
         """bubblewrap as for a classic kernel, the slot folder bound in, the warm home
