@@ -115,7 +115,10 @@ class ForkServer:
         return self.proc.poll() is None
 
     def _send(self, message: dict, fds=()) -> None:
-        socket.send_fds(self.control, [json.dumps(message).encode()], list(fds))
+        try:
+            socket.send_fds(self.control, [json.dumps(message).encode()], list(fds))
+        except OSError as err:  # the server is gone
+            raise ForkServerError(f"the fork server is gone ({err})") from None
 
     def _receive(self, seconds: float) -> dict:
         self.control.settimeout(seconds)

@@ -236,3 +236,37 @@ def test_no_server_or_process_is_left(graded):
             left.append((pid, cmdline[:80]))
     assert left == []
     assert not list(Path("/tmp").glob(f"ag-slot-*-{uid}"))
+
+
+def test_a_server_that_cannot_start_says_why_and_leaves_nothing(tmp_path):
+    """No book where the sandbox binds it: bwrap fails, the worker is told (and grades with
+    a classic kernel); no process or folder is left."""
+    from autograder import prefork
+
+    (tmp_path / "seed").mkdir()
+    with pytest.raises(prefork.ForkServerError, match="ended|did not"):
+        prefork.ForkServer(tmp_path / "no-book", tmp_path / "seed", 299_999)
+    assert not prefork.slot_folder(os.getpid(), 299_999).exists()
+
+
+def test_a_dead_server_fails_the_launch_at_once(tmp_path, book):
+    """A server that died between jobs: the next fork is refused at once (the provisioner
+    then starts a classic kernel), not after a timeout."""
+    import time
+
+    from autograder import prefork
+    from d2lmini.data import time_machine_path
+
+    (tmp_path / "seed").mkdir()
+    server = prefork.ForkServer(time_machine_path().parent, tmp_path / "seed", 299_998)
+    try:
+        assert server.alive()
+        server.proc.kill()
+        server.proc.wait()
+        started = time.monotonic()
+        with pytest.raises(prefork.ForkServerError):
+            server.fork({"env": {}}, 2, [])
+        assert time.monotonic() - started < 5
+    finally:
+        server.close()
+    assert not server.root.exists()
