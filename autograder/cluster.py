@@ -158,11 +158,21 @@ def _book_path(book: bytes, digest: str, base: Path) -> Path:
 
 
 def _serving_worker() -> pool.Worker:
-    """This thread's long-lived ``autograder.worker --serve`` (a fresh one if it is gone)."""
+    """This thread's long-lived ``autograder.worker --serve`` (a fresh one if it is gone).
+    The first one on this machine's Dask worker first removes what killed workers left in
+    /tmp (their jobs' folders, cgroups and homes)."""
+    global _swept
     worker = getattr(_local, "worker", None)
     if worker is None or not worker.usable():
+        with _running_lock:
+            if not _swept:
+                sandbox.sweep_stale()
+                _swept = True
         worker = _local.worker = pool.Worker()
     return worker
+
+
+_swept = False
 
 
 def _slot() -> int:

@@ -347,6 +347,7 @@ def run_all(grader: Grader, subs: list[Submission], jobs: int) -> list[dict]:
 def grade(opts: Options) -> dict:
     """Grade every submission; write grades.csv, results.json, feedback/, report.html."""
     started = time.monotonic()
+    sandbox.sweep_stale()  # what a killed earlier run left in /tmp
     # the workers import nbgrader (seconds) while the submissions and template are prepared
     spares = [] if opts.cluster else [pool.Worker() for _ in range(max(1, opts.jobs))]
     try:

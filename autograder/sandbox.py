@@ -28,6 +28,7 @@ HOME = "/home/student"
 BOOK = "/book"
 BOOK_FILE = "timemachine.txt"
 GiB = 1024 ** 3
+OWNER = "owner"  # in a job's /tmp folder: the pid of the worker process that made it
 BASE_UID = 200_000  # unprivileged uids a root grader gives its job slots start here
 MAX_SLOTS = 64
 
@@ -110,8 +111,9 @@ class Runtime:
     folder, so whoever kills a worker can still remove what its job left (``close``).
     """
 
-    def __init__(self, job_dir: Path):
-        key = hashlib.sha1(str(Path(job_dir).resolve()).encode()).hexdigest()[:12]
+    def __init__(self, job_dir: Path | None, key: str | None = None):
+        """The runtime of ``job_dir`` (or, given ``key``, of the folder /tmp/ag-KEY)."""
+        key = key or hashlib.sha1(str(Path(job_dir).resolve()).encode()).hexdigest()[:12]
         self.key, self.root = key, Path("/tmp") / f"ag-{key}"
         self.spec, self.conn, self.home = self.root / "spec", self.root / "conn", self.root / "home"
         self.home_limited = False
@@ -122,6 +124,7 @@ class Runtime:
         self.close()  # what a killed run of the same job left
         for folder in (self.spec, self.conn, self.home):
             folder.mkdir(parents=True)
+        (self.root / OWNER).write_text(str(os.getpid()))  # for sweep_stale
         self.home_limited = mount_tmpfs(self.home, limits.home_size, limits.home_files)
         if seed_home.is_dir():
             shutil.copytree(seed_home, self.home, dirs_exist_ok=True)
@@ -143,6 +146,37 @@ class Runtime:
         self.conn = parent / f"conn-{self.key}"
         shutil.rmtree(self.conn, ignore_errors=True)
         self.conn.mkdir(parents=True)
+
+
+def sweep_stale() -> list[Path]:
+    """Remove what killed graders left in /tmp: job folders (``ag-KEY``, with their cgroup
+    and tmpfs home) and fork server folders (``ag-slot-PID-UID``) whose owner process is
+    gone. A folder whose owner cannot be told, or is alive (another run), is left alone."""
+    removed = []
+    for folder in sorted(Path("/tmp").glob("ag-*")):
+        slot = folder.name.startswith("ag-slot-")
+        try:
+            owner = int(folder.name.split("-")[2] if slot else (folder / OWNER).read_text())
+        except (OSError, ValueError, IndexError):
+            continue
+        if _alive(owner):
+            continue
+        if slot:
+            shutil.rmtree(folder, ignore_errors=True)
+        else:
+            Runtime(None, key=folder.name.removeprefix("ag-")).close()
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @functools.cache

@@ -2,6 +2,7 @@
 hiding hidden tests, output caps, statuses, the sandbox's command line and the report."""
 
 import copy
+import os
 import sys
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -302,3 +303,38 @@ def test_sigterm_stops_only_a_running_grade(monkeypatch):
     before = signal.getsignal(signal.SIGTERM)
     assert grade.main(grade.Options(submissions=Path("s"), out=Path("o"), root=Path("."))) == 0
     assert seen == [grade._interrupt] and signal.getsignal(signal.SIGTERM) is before
+
+
+def test_sweep_removes_only_what_dead_graders_left():
+    """A grader killed with SIGKILL leaves its jobs' /tmp folders (and cgroups) and its fork
+    servers' folders: the next run removes those whose owner is dead, and nothing else."""
+    import secrets
+    import shutil
+    import subprocess
+
+    from autograder.cgroup import Cgroup, folders_of
+    from autograder.prefork import slot_folder
+
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    dead, alive = finished.pid, os.getpid()
+    keys = {name: secrets.token_hex(6) for name in ("dead", "alive", "unknown")}
+    roots = {name: Path("/tmp") / f"ag-{key}" for name, key in keys.items()}
+    for name, owner in (("dead", dead), ("alive", alive), ("unknown", None)):
+        (roots[name] / "home").mkdir(parents=True)
+        if owner is not None:
+            (roots[name] / sandbox.OWNER).write_text(str(owner))
+    group = Cgroup.create(f"autograder-{keys['dead']}", 2 ** 30, 16)
+    dead_slot, live_slot = slot_folder(dead, 299_997), slot_folder(alive, 299_997)
+    for folder in (dead_slot, live_slot):
+        (folder / "conn-x").mkdir(parents=True)
+    try:
+        removed = sandbox.sweep_stale()
+        assert roots["dead"] in removed and dead_slot in removed
+        assert not roots["dead"].exists() and not dead_slot.exists()
+        assert roots["alive"].exists() and roots["unknown"].exists() and live_slot.exists()
+        if group is not None:
+            assert folders_of(f"autograder-{keys['dead']}") == {}
+    finally:
+        for folder in [*roots.values(), live_slot, dead_slot]:
+            shutil.rmtree(folder, ignore_errors=True)
