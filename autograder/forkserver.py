@@ -15,11 +15,11 @@ unprivileged uid (no signals, no ptrace).
 
 What a forked kernel does before it becomes an ipykernel (``become_kernel``): it waits until
 the grader has moved it into the job's control group, gives itself a new IPC namespace
-and mount namespace with a fresh tmpfs on /tmp, /dev/shm and the home (the home sized like
-a classic kernel's; nothing of an earlier job on the slot survives), copies the warm home in,
-drops to the slot's uid for good (``launch.drop_privileges``), sets the job's limits
-(``launch.apply_limits``) and environment. (Python and NumPy re-seed their global random
-generators in a forked child themselves; tests/test_forkserver.py checks that they differ.)
+and mount namespace with a fresh tmpfs home (sized like a classic kernel's; /tmp and
+/dev/shm are read-only to it: nothing of an earlier job on the slot survives), copies the
+warm home in, drops to the slot's uid for good (``launch.drop_privileges``), sets the job's limits
+(``launch.apply_limits``) and environment, and re-seeds NumPy's global generator (Python's
+``random`` re-seeds itself after a fork; tests/test_forkserver.py checks both differ).
 """
 
 import ctypes
@@ -34,7 +34,7 @@ import traceback
 from autograder import launch
 
 CLONE_NEWNS, CLONE_NEWIPC = 0x00020000, 0x08000000
-MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+MS_NOSUID, MS_NODEV, MS_REC, MS_PRIVATE = 2, 4, 16384, 1 << 18
 SEED = "/run/autograder-seed"  # the warm home every kernel starts with (read-only)
 FAILED = 70  # exit status of a kernel that could not be set up
 # what every lesson imports (torch's import alone is about 1.5 CPU seconds; torch.optim's
@@ -62,22 +62,17 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int,
            f"mount {target}")
 
 
-def isolate(home: str, conn: str, request: dict) -> None:
-    """A new IPC and mount namespace: fresh tmpfs /tmp, /dev/shm and home; ``conn`` (the
-    kernel's connection folder, under /tmp) bound back in. Like a classic kernel's, /tmp and
-    /dev/shm are root's (the kernel writes only to its home and ``conn``)."""
+def isolate(home: str, request: dict) -> None:
+    """A new IPC namespace (no System V object of an earlier kernel) and mount namespace
+    with a fresh tmpfs home. The kernel can write nowhere else: /tmp and /dev/shm are the
+    sandbox's, root's and read-only to it, as in a classic kernel (and /tmp holds the bound
+    Python environment when it lives there, so it must not be covered)."""
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare")
     mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here reaches the server
-    keep = os.open(conn, os.O_PATH)
     uid = request["uid"]
-    for folder in ("/tmp", "/dev/shm"):  # root's and read-only to the kernel, as in bwrap
-        mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
     mount("tmpfs", home, "tmpfs", MS_NOSUID | MS_NODEV,
           f"size={request['home_size']},nr_inodes={request['home_files']},mode=0755,"
           f"uid={uid},gid={uid}")
-    os.makedirs(conn)
-    mount(f"/proc/self/fd/{keep}", conn, None, MS_BIND)
-    os.close(keep)
 
 
 def warm_home(home: str, uid: int) -> None:
@@ -89,6 +84,13 @@ def warm_home(home: str, uid: int) -> None:
             os.chown(os.path.join(folder, name), uid, uid)
 
 
+def reseed_numpy() -> None:
+    """NumPy's global generator, seeded in the server (an import draws from it), is copied
+    into every fork: give each kernel a fresh one, as a fresh interpreter has. (Python's
+    ``random`` re-seeds itself in a forked child.)"""
+    sys.modules["numpy"].random.seed()
+
+
 def become_kernel(request: dict, go: int) -> None:
     """In the forked child: wait for the grader's go, isolate, drop root, run ipykernel."""
     os.setsid()
@@ -96,13 +98,14 @@ def become_kernel(request: dict, go: int) -> None:
         os._exit(FAILED)
     os.close(go)
     env = request["env"]
-    isolate(env["HOME"], request["conn"], request)
+    isolate(env["HOME"], request)
     warm_home(env["HOME"], request["uid"])
     launch.drop_privileges(request["uid"])
     launch.apply_limits(request["limits"])
     os.environ.clear()
     os.environ.update(env)
     os.chdir(env["HOME"])
+    reseed_numpy()
     sys.argv = ["ipykernel_launcher", "-f", request["connection_file"]]
     from ipykernel import kernelapp
     kernelapp.launch_new_instance()
@@ -157,7 +160,7 @@ def self_test(control: socket.socket) -> str | None:
             control.close()
             _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC), "unshare")
             mount(None, "/", None, MS_REC | MS_PRIVATE)
-            mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=1777")
+            mount("tmpfs", "/home/student", "tmpfs", MS_NOSUID | MS_NODEV, "size=1m")
             os._exit(0)
         except BaseException:  # noqa: BLE001
             os._exit(FAILED)

@@ -5,7 +5,7 @@ sandbox the first time it grades a job, and keeps it for every later job with th
 book, warm home and kernel uid. For each job, jupyter_client's kernel manager launches the
 kernel through ``ForkProvisioner`` instead of a fresh ``bwrap ... ipykernel`` process:
 
-1. worker -> server ``{"op": "fork", "env", "conn", "connection_file", "uid", "limits",
+1. worker -> server ``{"op": "fork", "env", "connection_file", "uid", "limits",
    "home_size", "home_files"}`` with the job's log file descriptor attached
    (SCM_RIGHTS); server -> worker ``{"forked": PID}`` (the kernel's pid in the sandbox);
 2. the worker finds that process's pid on the host and writes it into the job's control

@@ -114,7 +114,7 @@ def warm_launch(job: dict, rt: sandbox.Runtime, lang: str) -> prefork.Launch | N
         print(f"[autograder] no fork server ({err}): a classic kernel", file=sys.stderr)
         return None
     rt.move_conn(server.root)
-    request = {"env": sandbox.kernel_env(True, rt.home, book, lang), "conn": str(rt.conn),
+    request = {"env": sandbox.kernel_env(True, rt.home, book, lang),
                "connection_file": str(rt.conn / "kernel.json"), "uid": limits.uid,
                "limits": sandbox.process_limits(limits), "home_size": limits.home_size,
                "home_files": limits.home_files}
