@@ -243,11 +243,12 @@ class Listener:
         return self.connections
 
 
-def make_repo(base: Path) -> Path:
-    """A repository holding only lesson 01: its solution and its generated student version."""
+def make_repo(base: Path, lesson: str = LESSON) -> Path:
+    """A repository holding only ``lesson`` (01 unless said): its solution and its generated
+    student version."""
     repo = base / "repo"
     (repo / "solutions").mkdir(parents=True)
-    shutil.copyfile(ROOT / "solutions" / f"{LESSON}.ipynb", repo / "solutions" / f"{LESSON}.ipynb")
+    shutil.copyfile(ROOT / "solutions" / f"{lesson}.ipynb", repo / "solutions" / f"{lesson}.ipynb")
     release(repo)
     return repo
 

@@ -9,21 +9,20 @@ detached process) and attacks the server (signals, its environment, a control so
 kernels (``AUTOGRADER_FORKSERVER=0``) gets the same grades.
 """
 
+import copy
 import json
 import os
-import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
 from conftest import built_once
 from nbformat.v4 import new_code_cell
+from test_autograder import correct, make_repo
 
 from autograder.cli import main
 from autograder.config import tools_on_path
-from autograder.release import release
 
-ROOT = Path(__file__).resolve().parents[1]
 LESSON = "02_rnn_from_scratch"
 KEY = 0x5EED
 pytestmark = [pytest.mark.slow,
@@ -101,26 +100,13 @@ print("FOUND " + json.dumps(seen))
 """
 
 
-def answers_of(nb) -> dict:
-    return {c.metadata.nbgrader["grade_id"]: c.source for c in nb.cells
-            if c.metadata.get("nbgrader", {}).get("solution")}
-
-
 def make_class(base: Path) -> Path:
-    repo = base / "repo"
-    (repo / "solutions").mkdir(parents=True)
-    shutil.copyfile(ROOT / "solutions" / f"{LESSON}.ipynb", repo / "solutions" / f"{LESSON}.ipynb")
-    release(repo)
+    repo = make_repo(base, LESSON)
     sol = nbformat.read(repo / "solutions" / f"{LESSON}.ipynb", as_version=4)
-    course = nbformat.read(repo / "course" / f"{LESSON}.ipynb", as_version=4)
-    solved = nbformat.from_dict(json.loads(json.dumps(course)))
-    answers = answers_of(sol)
-    for cell in solved.cells:
-        if cell.metadata.get("nbgrader", {}).get("solution"):
-            cell.source = answers[cell.metadata.nbgrader["grade_id"]]
+    solved = correct(sol, nbformat.read(repo / "course" / f"{LESSON}.ipynb", as_version=4))
     students = {"a_leaver": (solved, LEAVE), "b_finder": (solved, FIND), "c_honest": (solved, None)}
     for student, (nb, extra) in students.items():
-        nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+        nb = copy.deepcopy(nb)
         if extra:
             nb.cells.insert(1, new_code_cell(extra))
         (base / "class" / student).mkdir(parents=True)
