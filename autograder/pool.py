@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from autograder import prefork
+from autograder import sandbox
 
 DIED, DONE, LATE = "died", "done", "late"
 
@@ -73,7 +73,7 @@ class Worker:
         except ProcessLookupError:
             pass
         self.proc.wait()
-        prefork.remove_slot_folders(self.proc.pid)
+        sandbox.remove_slot_folders(self.proc.pid)
         for stream in (self.proc.stdin,):
             try:
                 stream.close()

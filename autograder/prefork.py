@@ -36,7 +36,7 @@ from pathlib import Path
 
 from jupyter_client.provisioning import LocalProvisioner
 
-from autograder import sandbox
+from autograder import forkserver, sandbox
 
 ENV_SWITCH = "AUTOGRADER_FORKSERVER"
 START_SECONDS = 60  # the server's imports, on a loaded machine
@@ -74,12 +74,17 @@ def statement() -> str:
             "tmpfs home and control group (classic kernels where that fails)")
 
 
+def server_key(book: Path, seed_home: Path, uid: int) -> tuple:
+    """What a fork server is started with: a job with another key needs another server."""
+    return str(book), _tree_hash(seed_home), uid
+
+
 class ForkServer:
     """One slot's fork server: its sandbox, its socket, the host pid of the server."""
 
-    def __init__(self, book: Path, seed_home: Path, uid: int):
-        self.key = (str(book), _tree_hash(seed_home), uid)
-        self.root = slot_folder(os.getpid(), uid)
+    def __init__(self, book: Path, seed_home: Path, uid: int, key: tuple | None = None):
+        self.key = key or server_key(book, seed_home, uid)
+        self.root = sandbox.slot_folder(os.getpid(), uid)
         self.close_folder()
         self.home, self.seed = self.root / "home", self.root / "seed"
         self.home.mkdir(parents=True)
@@ -102,8 +107,6 @@ class ForkServer:
     def _argv(self, book: Path, fd: int) -> list[str]:
         """bubblewrap as for a classic kernel, the slot folder bound in, the warm home
         read-only at forkserver.SEED; the server stays root inside (it drops nothing)."""
-        from autograder import forkserver
-
         env = sandbox.kernel_env(True, self.home, book)
         setenv = [arg for key, value in env.items() for arg in ("--setenv", key, value)]
         argv = sandbox.bwrap_argv(self.home, self.root, book)
@@ -140,7 +143,6 @@ class ForkServer:
     def fork(self, request: dict, log_fd: int, procs_files: list[str]) -> "ForkedKernel":
         """A kernel for this job, placed in its control group before it runs anything."""
         child = self._ask({"op": "fork", **request}, fds=[log_fd])["forked"]
-        host_pid = None
         try:
             host_pid = self._host_pid(self.pid, child)
             for path in procs_files:
@@ -174,17 +176,6 @@ class ForkServer:
 
     def close_folder(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
-
-
-def slot_folder(worker_pid: int, uid: int | str) -> Path:
-    """The folder of a worker's fork server: its home, the warm home, the jobs' ``conn``."""
-    return Path("/tmp") / f"ag-slot-{worker_pid}-{uid}"
-
-
-def remove_slot_folders(worker_pid: int) -> None:
-    """What a killed worker's fork server left in /tmp (its processes died with it)."""
-    for folder in slot_folder(worker_pid, "*").parent.glob(slot_folder(worker_pid, "*").name):
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _ns_pid(pid: int) -> int | None:
@@ -260,12 +251,12 @@ active: Launch | None = None  # the job being graded now (one at a time per work
 def server_for(book: Path, seed_home: Path, uid: int) -> ForkServer:
     """This worker's fork server for these settings (started, or restarted, as needed)."""
     global _server
-    key = (str(book), _tree_hash(seed_home), uid)
+    key = server_key(book, seed_home, uid)
     if _server is not None and (_server.key != key or not _server.alive()):
         _server.close()
         _server = None
     if _server is None:
-        _server = ForkServer(book, seed_home, uid)
+        _server = ForkServer(book, seed_home, uid, key)
     return _server
 
 

@@ -148,6 +148,19 @@ class Runtime:
         self.conn.mkdir(parents=True)
 
 
+def slot_folder(worker_pid: int | str, uid: int | str) -> Path:
+    """The folder of a worker's fork server (``autograder.prefork``): its home, the warm
+    home, the jobs' ``conn``."""
+    return Path("/tmp") / f"ag-slot-{worker_pid}-{uid}"
+
+
+def remove_slot_folders(worker_pid: int) -> None:
+    """What a killed worker's fork server left in /tmp (its processes died with it)."""
+    pattern = slot_folder(worker_pid, "*")
+    for folder in pattern.parent.glob(pattern.name):
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def sweep_stale() -> list[Path]:
     """Remove what killed graders left in /tmp: job folders (``ag-KEY``, with their cgroup
     and tmpfs home) and fork server folders (``ag-slot-PID-UID``) whose owner process is

@@ -432,8 +432,7 @@ def test_sigterm_stops_the_run_and_removes_the_running_sandboxes(tmp_path, book)
     import sys
     import time
 
-    from autograder.prefork import slot_folder
-    from autograder.sandbox import Runtime, slot_uid
+    from autograder.sandbox import Runtime, slot_folder, slot_uid
 
     tools_on_path()
     repo = make_repo(tmp_path)

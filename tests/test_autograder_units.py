@@ -313,7 +313,7 @@ def test_sweep_removes_only_what_dead_graders_left():
     import subprocess
 
     from autograder.cgroup import Cgroup, folders_of
-    from autograder.prefork import slot_folder
+    from autograder.sandbox import slot_folder
 
     finished = subprocess.Popen(["true"])
     finished.wait()

@@ -227,12 +227,12 @@ def test_no_server_or_process_is_left(graded):
 def test_a_server_that_cannot_start_says_why_and_leaves_nothing(tmp_path):
     """No book where the sandbox binds it: bwrap fails, the worker is told (and grades with
     a classic kernel); no process or folder is left."""
-    from autograder import prefork
+    from autograder import prefork, sandbox
 
     (tmp_path / "seed").mkdir()
     with pytest.raises(prefork.ForkServerError, match="ended|did not"):
         prefork.ForkServer(tmp_path / "no-book", tmp_path / "seed", 299_999)
-    assert not prefork.slot_folder(os.getpid(), 299_999).exists()
+    assert not sandbox.slot_folder(os.getpid(), 299_999).exists()
 
 
 def test_a_dead_server_fails_the_launch_at_once(tmp_path, book):
